@@ -1,0 +1,143 @@
+"""``python -m mnist_cnn.bench``: one training epoch through three pipelines, side by side, on this machine.
+
+(a) torchvision ``MNIST`` + ``DataLoader`` + ``ToTensor``/``Normalize``, plain loop (the usual tutorial path)
+(b) a plain PyTorch loop over the whole dataset held as one in-memory tensor (no augmentation)
+(c) this project's path: ``MNISTDataModule`` + ``MNISTClassifier`` under ``lightning.Trainer`` (augmentation on)
+
+Each (model, pipeline) runs in its own process so peak memory is its own. Report ratios, not seconds:
+the seconds depend on the machine, the ratios measured in one run do much less.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+
+PIPELINES = {
+    "a": "torchvision DataLoader",
+    "b": "plain loop, in-memory tensors",
+    "c": "mnist_cnn (Lightning)",
+}
+
+
+def _plain_epoch(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
+) -> int:
+    count = 0
+    for images, labels in batches:
+        loss = F.cross_entropy(model(images), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        count += len(labels)
+    return count
+
+
+def _run_one(model_name: str, pipeline: str, batch_size: int, root: str | None) -> dict[str, float]:
+    """Time one epoch over the 55k training images; returns seconds and images."""
+    from mnist_cnn.data import MEAN, STD, ensure_mnist, normalize, read_splits
+    from mnist_cnn.models import create_model
+
+    torch.manual_seed(0)
+    if pipeline == "c":
+        import lightning as L
+
+        from mnist_cnn.data import MNISTDataModule
+        from mnist_cnn.module import MNISTClassifier
+
+        class EpochTimer(L.Callback):
+            def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+                self.start = time.perf_counter()
+
+            def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+                self.seconds = time.perf_counter() - self.start
+
+        timer = EpochTimer()
+        datamodule = MNISTDataModule(root=root, batch_size=batch_size)
+        trainer = L.Trainer(
+            accelerator="cpu", max_epochs=1, limit_val_batches=0, logger=False, enable_checkpointing=False,
+            enable_progress_bar=False, enable_model_summary=False, callbacks=[timer],
+        )  # fmt: skip
+        trainer.fit(MNISTClassifier(model_name), datamodule=datamodule)
+        return {"seconds": timer.seconds, "images": len(datamodule.datasets["train"])}
+
+    model = create_model(model_name)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    if pipeline == "b":
+        images, labels = read_splits(root).train
+        images = normalize(images)
+        start = time.perf_counter()
+        order = torch.randperm(len(labels))
+        batches = ((images[i], labels[i]) for i in order.split(batch_size))
+        count = _plain_epoch(model, optimizer, batches)
+        return {"seconds": time.perf_counter() - start, "images": count}
+
+    from torch.utils.data import DataLoader, Subset
+    from torchvision import datasets, transforms
+
+    folder = ensure_mnist(root)
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((MEAN,), (STD,))])
+    dataset = datasets.MNIST(str(folder.parent.parent), train=True, transform=transform)
+    train_indices = torch.randperm(len(dataset))[:55_000]
+    loader = DataLoader(Subset(dataset, train_indices.tolist()), batch_size=batch_size, shuffle=True)
+    start = time.perf_counter()
+    count = _plain_epoch(model, optimizer, loader)
+    return {"seconds": time.perf_counter() - start, "images": count}
+
+
+def _measure(model: str, pipeline: str, batch_size: int, root: str | None) -> dict[str, float]:
+    command = [sys.executable, "-m", "mnist_cnn.bench", "--one", model, pipeline, "--batch-size", str(batch_size)]
+    if root:
+        command += ["--root", root]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="lenet5", help="comma-separated model names (default: lenet5)")
+    parser.add_argument("--pipelines", default="abc", help="which of a, b, c to run (default: abc)")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--root", default=None, help="data root (default: $MNIST_DATA_DIR, else ./data)")
+    parser.add_argument("--json", default=None, help="also write the results to this file")
+    parser.add_argument("--one", nargs=2, metavar=("MODEL", "PIPELINE"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.one:
+        result = _run_one(*args.one, args.batch_size, args.root)
+        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(result))
+        return
+
+    results = []
+    print(f"one training epoch, batch {args.batch_size}, {torch.get_num_threads()} CPU threads")
+    print(f"{'model':<11} {'pipeline':<32} {'epoch s':>8} {'images/s':>9} {'peak MB':>8}")
+    for model in args.models.split(","):
+        row = {"model": model, "batch_size": args.batch_size}
+        for pipeline in args.pipelines:
+            measured = _measure(model, pipeline, args.batch_size, args.root)
+            row[pipeline] = measured
+            print(
+                f"{model:<11} ({pipeline}) {PIPELINES[pipeline]:<28} {measured['seconds']:>8.2f} "
+                f"{measured['images'] / measured['seconds']:>9.0f} {measured['peak_rss_mb']:>8.0f}"
+            )
+        for top, bottom in (("c", "b"), ("a", "c")):
+            if top in row and bottom in row:
+                row[f"{top}/{bottom}"] = row[top]["seconds"] / row[bottom]["seconds"]
+                print(f"{model:<11} ratio ({top})/({bottom}) = {row[f'{top}/{bottom}']:.2f}")
+        results.append(row)
+    if args.json:
+        with open(args.json, "w") as file:
+            json.dump(results, file, indent=2)
+
+
+if __name__ == "__main__":
+    main()

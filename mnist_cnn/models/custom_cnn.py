@@ -1,0 +1,44 @@
+"""A deeper VGG-style CNN with LeakyReLU, batch norm and dropout after every stage."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from mnist_cnn.models.layers import check_dropout, flat_features
+from mnist_cnn.models.registry import register_model
+
+
+def _conv(in_channels: int, out_channels: int) -> list[nn.Module]:
+    return [
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.LeakyReLU(0.1),
+    ]
+
+
+@register_model(
+    "custom_cnn", "Conv32-Conv32-Pool-Conv64-Conv64-Pool-Conv128-Pool-Dense128 with LeakyReLU, batch norm, dropout"
+)
+class CustomCNN(nn.Module):
+    def __init__(
+        self, input_shape: tuple[int, int, int] = (1, 28, 28), num_classes: int = 10, dropout_rate: float = 0.4
+    ) -> None:
+        super().__init__()
+        check_dropout(dropout_rate)
+        self.features = nn.Sequential(
+            *_conv(input_shape[0], 32), *_conv(32, 32), nn.MaxPool2d(2), nn.Dropout(dropout_rate),
+            *_conv(32, 64), *_conv(64, 64), nn.MaxPool2d(2), nn.Dropout(dropout_rate),
+            *_conv(64, 128), nn.MaxPool2d(2), nn.Dropout(dropout_rate),
+            nn.Flatten(),
+        )  # fmt: skip
+        self.classifier = nn.Sequential(
+            nn.Linear(flat_features(self.features, input_shape), 128),
+            nn.LeakyReLU(0.1),
+            nn.BatchNorm1d(128),
+            nn.Dropout(dropout_rate),
+            nn.Linear(128, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))

@@ -1,0 +1,35 @@
+"""Two conv layers and a dense head: the Keras MNIST example network."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from mnist_cnn.models.layers import check_dropout, flat_features
+from mnist_cnn.models.registry import register_model
+
+
+@register_model("simple_cnn", "Conv32-Pool-Conv64-Pool-Dense128-Dropout-Dense: the Keras MNIST example CNN")
+class SimpleCNN(nn.Module):
+    def __init__(
+        self, input_shape: tuple[int, int, int] = (1, 28, 28), num_classes: int = 10, dropout_rate: float = 0.5
+    ) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(input_shape[0], 32, kernel_size=3),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, kernel_size=3),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+        )
+        self.classifier = nn.Sequential(
+            nn.Linear(flat_features(self.features, input_shape), 128),
+            nn.ReLU(),
+            nn.Dropout(check_dropout(dropout_rate)),
+            nn.Linear(128, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))

@@ -1,0 +1,105 @@
+"""The LightningModule shared by every architecture."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy
+
+from mnist_cnn.models import create_model
+from mnist_cnn.optim import build_optimizer, build_scheduler
+
+Batch = tuple[torch.Tensor, torch.Tensor]
+STAGES = ("train", "val", "test")
+
+
+class MNISTClassifier(L.LightningModule):
+    """Any registered architecture, trained with cross-entropy and scored with torchmetrics.
+
+    Every argument is plain data and is saved as a hyperparameter, so
+    ``MNISTClassifier.load_from_checkpoint(path)`` rebuilds the model with no other input.
+    Inputs are normalised images (see ``mnist_cnn.data.normalize``); outputs are logits.
+    """
+
+    def __init__(
+        self,
+        model_name: str = "simple_cnn",
+        model_kwargs: dict[str, Any] | None = None,
+        num_classes: int = 10,
+        input_shape: tuple[int, int, int] = (1, 28, 28),
+        optimizer: str = "adam",
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        momentum: float = 0.9,
+        scheduler: str = "step",
+        decay_epochs: int = 5,
+        decay_rate: float = 0.5,
+        channels_last: bool = True,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.model = create_model(model_name, input_shape=input_shape, num_classes=num_classes, **(model_kwargs or {}))
+        if channels_last:  # NHWC convolutions are faster with oneDNN on CPUs and with cuDNN on GPUs
+            self.model = self.model.to(memory_format=torch.channels_last)
+        # ModuleDict keys must not shadow nn.Module methods such as train(), hence the suffixes.
+        self.losses = torch.nn.ModuleDict({f"{stage}_loss": MeanMetric() for stage in STAGES})
+        accuracy = MetricCollection(
+            {
+                "acc": MulticlassAccuracy(num_classes, average="micro", validate_args=False),
+                "top3_acc": MulticlassAccuracy(num_classes, top_k=min(3, num_classes), average="micro", validate_args=False),
+            }
+        )
+        self.accuracies = torch.nn.ModuleDict({f"{stage}_acc": accuracy.clone(prefix=f"{stage}_") for stage in STAGES})
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images)
+
+    def _step(self, batch: Batch, stage: str) -> torch.Tensor:
+        images, labels = batch
+        logits = self(images)
+        loss = F.cross_entropy(logits, labels)
+        self.losses[f"{stage}_loss"].update(loss.detach(), weight=len(labels))
+        self.accuracies[f"{stage}_acc"].update(logits.detach(), labels)
+        return loss
+
+    def _log_epoch(self, stage: str) -> None:
+        # Logged once per epoch rather than from every step: self.log costs about as much as
+        # LeNet-5's forward pass on a CPU. Lightning computes (synchronised) and resets the metrics.
+        self.log(f"{stage}_loss", self.losses[f"{stage}_loss"], prog_bar=True)
+        self.log_dict(self.accuracies[f"{stage}_acc"], prog_bar=stage != "train")
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch("test")
+
+    def predict_step(self, batch: Batch | torch.Tensor, batch_idx: int) -> torch.Tensor:
+        """Class probabilities."""
+        images = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self(images).softmax(dim=-1)
+
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        optimizer = build_optimizer(self.parameters(), hp.optimizer, hp.lr, hp.weight_decay, hp.momentum)
+        max_epochs = self.trainer.max_epochs if self._trainer is not None else 1
+        scheduler = build_scheduler(optimizer, hp.scheduler, hp.decay_epochs, hp.decay_rate, max_epochs)
+        if scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

@@ -1,0 +1,41 @@
+"""Optimizers and learning-rate schedules selectable by name."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import CosineAnnealingLR, ExponentialLR, LRScheduler, StepLR
+
+OPTIMIZERS = ("adam", "sgd", "rmsprop")
+SCHEDULERS = ("constant", "step", "exponential", "cosine")
+
+
+def build_optimizer(
+    params: Iterable[torch.nn.Parameter], name: str, lr: float, weight_decay: float, momentum: float
+) -> Optimizer:
+    """``weight_decay`` is L2 regularisation added to the gradient (Keras' ``l2`` regulariser, up to a factor 2)."""
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay, momentum=momentum)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, weight_decay=weight_decay, momentum=momentum)
+    raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+
+
+def build_scheduler(
+    optimizer: Optimizer, name: str, decay_epochs: int, decay_rate: float, max_epochs: int
+) -> LRScheduler | None:
+    """An epoch-wise schedule: ``step`` multiplies the LR by ``decay_rate`` every ``decay_epochs`` epochs,
+    ``exponential`` decays smoothly at the same average rate, ``cosine`` anneals to 0 over ``max_epochs``."""
+    if name == "constant":
+        return None
+    if name == "step":
+        return StepLR(optimizer, step_size=decay_epochs, gamma=decay_rate)
+    if name == "exponential":
+        return ExponentialLR(optimizer, gamma=decay_rate ** (1 / decay_epochs))
+    if name == "cosine":
+        return CosineAnnealingLR(optimizer, T_max=max(max_epochs, 1))
+    raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")

@@ -1,0 +1,140 @@
+"""Fit, checkpoint and test one configured run: the library behind ``python -m mnist_cnn.train``."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from omegaconf import OmegaConf
+
+from mnist_cnn.config import ConfigError, TrainConfig
+from mnist_cnn.data import MNISTDataModule
+from mnist_cnn.module import MNISTClassifier
+
+LAST = "last.ckpt"
+
+# A run dir holds config.yaml and logs beside the checkpoints by design.
+warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: its directory, checkpoints and final metrics."""
+
+    run_dir: Path
+    best_checkpoint: Path | None
+    metrics: dict[str, float]
+    epochs: int
+    fit_seconds: float
+    interrupted: bool
+
+    def summary(self) -> str:
+        rows = [(name, f"{value:.4f}") for name, value in sorted(self.metrics.items())]
+        rows += [
+            ("epochs", str(self.epochs)),
+            ("fit time", f"{self.fit_seconds:.1f} s"),
+            ("best checkpoint", str(self.best_checkpoint)),
+            ("run dir", str(self.run_dir)),
+        ]
+        width = max(len(name) for name, _ in rows)
+        return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def new_run_dir(model_root: Path) -> Path:
+    """Create ``<model_root>/<timestamp>[_N]`` atomically, so concurrent runs never share a directory."""
+    stamp = time.strftime("%Y-%m-%d_%H-%M-%S")
+    for attempt in range(1, 1000):
+        run_dir = model_root / (stamp if attempt == 1 else f"{stamp}_{attempt}")
+        try:
+            run_dir.mkdir(parents=True)
+            return run_dir
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"could not create a new run directory under {model_root}")
+
+
+def resolve_resume(ckpt_path: str | None, model_root: Path) -> Path | None:
+    """The checkpoint to resume from: a file, or ``"last"`` for the newest ``last.ckpt`` of this model."""
+    if ckpt_path is None:
+        return None
+    if ckpt_path == "last":
+        candidates = sorted(model_root.glob(f"*/{LAST}"), key=lambda path: path.stat().st_mtime)
+        if not candidates:
+            raise ConfigError(
+                f"ckpt_path=last: no {model_root}/*/{LAST} to resume from; train once first or pass ckpt_path=<file>"
+            )
+        return candidates[-1]
+    path = Path(ckpt_path).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"ckpt_path={ckpt_path!r}: no such file")
+    return path
+
+
+def build_module(cfg: TrainConfig) -> MNISTClassifier:
+    """The LightningModule for ``cfg``; bad architecture options become a ``ConfigError``."""
+    try:
+        return MNISTClassifier(
+            model_name=cfg.model.name,
+            model_kwargs=cfg.model.kwargs(),
+            optimizer=cfg.optimizer.name,
+            lr=cfg.optimizer.lr,
+            weight_decay=cfg.optimizer.weight_decay,
+            momentum=cfg.optimizer.momentum,
+            scheduler=cfg.scheduler.name,
+            decay_epochs=cfg.scheduler.decay_epochs,
+            decay_rate=cfg.scheduler.decay_rate,
+        )
+    except ValueError as error:
+        raise ConfigError(f"model={cfg.model.name}: {error}") from None
+
+
+def build_logger(cfg: TrainConfig, run_dir: Path) -> Logger:
+    if cfg.logger.name == "tensorboard":
+        return TensorBoardLogger(save_dir=run_dir, name="tensorboard")
+    return CSVLogger(save_dir=run_dir, name="csv")  # a new version_N per (re)start: nothing is overwritten
+
+
+def build_trainer(cfg: TrainConfig, run_dir: Path) -> L.Trainer:
+    checkpoint = ModelCheckpoint(dirpath=run_dir, **asdict(cfg.callbacks.checkpoint))
+    callbacks: list[L.Callback] = [checkpoint, LearningRateMonitor(logging_interval="epoch")]
+    early_stopping = asdict(cfg.callbacks.early_stopping)
+    if early_stopping.pop("enabled"):
+        callbacks.append(EarlyStopping(**early_stopping))
+    return L.Trainer(
+        **asdict(cfg.trainer), default_root_dir=run_dir, logger=build_logger(cfg, run_dir), callbacks=callbacks
+    )
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Fit ``cfg``'s model, keep the best and last checkpoints, and test the best one."""
+    if cfg.seed is not None:
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+    model_root = Path(cfg.checkpoint_root) / cfg.model.name
+    resume = resolve_resume(cfg.ckpt_path, model_root)
+    module = build_module(cfg)
+    datamodule = MNISTDataModule(**asdict(cfg.data))
+    datamodule.prepare_data()  # fail on missing or bad data before creating anything
+
+    if resume is not None and resume.resolve().parent.parent == model_root.resolve():
+        run_dir = resume.parent  # continue the run in its own directory
+    else:
+        run_dir = new_run_dir(model_root)
+        OmegaConf.save(OmegaConf.structured(cfg), run_dir / "config.yaml")
+
+    trainer = build_trainer(cfg, run_dir)
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+    fit_seconds = time.perf_counter() - start
+
+    checkpoint = trainer.checkpoint_callback
+    best = Path(checkpoint.best_model_path) if checkpoint and checkpoint.best_model_path else None
+    metrics = {f"best_{checkpoint.monitor}": float(checkpoint.best_model_score)} if best else {}
+    if cfg.test and not trainer.interrupted:
+        (test_metrics,) = trainer.test(module, datamodule=datamodule, ckpt_path=str(best) if best else None)
+        metrics.update(test_metrics)
+    return TrainResult(run_dir, best, metrics, trainer.current_epoch, fit_seconds, trainer.interrupted)
