@@ -23,14 +23,13 @@ def _read(path: Path, magic: int, header_ints: int) -> tuple[list[int], torch.Te
     if not path.is_file():
         raise MNISTDataError(f"missing MNIST file {path}")
     raw = bytearray(path.read_bytes())
+    found_magic = int.from_bytes(raw[:4], "big")
+    if len(raw) >= 4 and found_magic != magic:
+        raise MNISTDataError(f"{path} is not an MNIST idx file: magic number {found_magic:#010x}, expected {magic:#010x}")
     header_size = 4 * header_ints
     if len(raw) < header_size:
         raise MNISTDataError(f"{path} is truncated: {len(raw)} bytes, shorter than its {header_size}-byte header")
     header = [int.from_bytes(raw[i : i + 4], "big") for i in range(0, header_size, 4)]
-    if header[0] != magic:
-        raise MNISTDataError(
-            f"{path} is not an MNIST idx file: magic number {header[0]:#010x}, expected {magic:#010x}"
-        )
     expected = header_size + math.prod(header[1:])
     if len(raw) != expected:
         raise MNISTDataError(

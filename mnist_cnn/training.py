@@ -90,7 +90,7 @@ def build_module(cfg: TrainConfig) -> MNISTClassifier:
             decay_rate=cfg.scheduler.decay_rate,
         )
     except ValueError as error:
-        raise ConfigError(f"model={cfg.model.name}: {error}") from None
+        raise ConfigError(f"invalid options for model {cfg.model.name}: {error}") from None
 
 
 def build_logger(cfg: TrainConfig, run_dir: Path) -> Logger:
@@ -123,7 +123,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     if resume is not None and resume.resolve().parent.parent == model_root.resolve():
         run_dir = resume.parent  # continue the run in its own directory
     else:
-        run_dir = new_run_dir(model_root)
+        run_dir = new_run_dir(model_root.resolve())
         OmegaConf.save(OmegaConf.structured(cfg), run_dir / "config.yaml")
 
     trainer = build_trainer(cfg, run_dir)

@@ -1,0 +1,59 @@
+"""Shared fixtures: small generated idx datasets, the real dataset when present, and a CLI runner."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from mnist_cnn.data import FILES
+from mnist_cnn.idx import write_idx
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_fake_mnist(root: Path, num_train: int = 600, num_test: int = 200, seed: int = 0) -> Path:
+    """Write a tiny MNIST in torchvision's layout: each digit is a bright square at its own position."""
+    generator = torch.Generator().manual_seed(seed)
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for split, count in (("train", num_train), ("test", num_test)):
+        labels = torch.arange(count) % 10
+        images = torch.randint(0, 60, (count, 28, 28), generator=generator, dtype=torch.uint8)
+        for index, label in enumerate(labels.tolist()):
+            row, col = 4 + 6 * (label // 4), 4 + 6 * (label % 4)
+            images[index, row : row + 5, col : col + 5] = 255
+        images_name, labels_name = FILES[split]
+        write_idx(raw / images_name, images)
+        write_idx(raw / labels_name, labels)
+    return root
+
+
+@pytest.fixture(scope="session")
+def fake_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data root holding a 600/200-image MNIST; use ``data.val_size=100`` with it."""
+    return write_fake_mnist(tmp_path_factory.mktemp("fake_mnist"))
+
+
+@pytest.fixture(scope="session")
+def real_root() -> Path:
+    """The real MNIST root ($MNIST_DATA_DIR or ../shared/data beside the repo); skips when absent."""
+    for candidate in (os.environ.get("MNIST_DATA_DIR"), REPO.parent / "shared" / "data"):
+        if candidate and all((Path(candidate) / "MNIST" / "raw" / name).is_file() for pair in FILES.values() for name in pair):
+            return Path(candidate)
+    pytest.skip("real MNIST files not found: set MNIST_DATA_DIR to a folder holding MNIST/raw/")
+
+
+def run_cli(module: str, *overrides: str, cwd: Path, data_root: Path | None = None, timeout: float = 300):
+    """Run ``python -m <module> <overrides>`` in ``cwd`` as a user would; returns the CompletedProcess."""
+    env = {key: value for key, value in os.environ.items() if key != "MNIST_DATA_DIR"}
+    if data_root is not None:
+        env["MNIST_DATA_DIR"] = str(data_root)
+    return subprocess.run(
+        [sys.executable, "-m", module, *overrides],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip

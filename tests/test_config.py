@@ -1,0 +1,80 @@
+"""The Hydra config groups, composed as ``python -m mnist_cnn.train`` composes them."""
+
+from __future__ import annotations
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from conftest import REPO
+from mnist_cnn.config import ConfigError, TrainConfig, validate
+
+
+def _compose(*overrides: str) -> DictConfig:
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose("train", overrides=list(overrides))
+
+
+def test_defaults_are_the_seed_base_config() -> None:
+    cfg = validate(_compose("model=resnet"))
+    assert isinstance(cfg, TrainConfig)
+    assert (cfg.data.batch_size, cfg.data.augment, cfg.trainer.max_epochs) == (64, True, 20)
+    assert (cfg.optimizer.name, cfg.optimizer.lr, cfg.optimizer.weight_decay, cfg.optimizer.momentum) == (
+        "adam", 0.001, 0.0001, 0.9,
+    )  # fmt: skip
+    assert (cfg.scheduler.name, cfg.scheduler.decay_epochs, cfg.scheduler.decay_rate) == ("step", 5, 0.5)
+    assert cfg.callbacks.checkpoint.save_top_k == 1 and cfg.callbacks.checkpoint.monitor == "val_acc"
+    stopping = cfg.callbacks.early_stopping
+    assert (stopping.enabled, stopping.patience, stopping.min_delta) == (True, 5, 0.001)
+    assert cfg.model.kwargs() == {"blocks_per_group": 2, "base_width": 42}
+
+
+def test_simple_cnn_brings_its_recipe() -> None:
+    cfg = validate(_compose("model=simple_cnn"))
+    assert (cfg.data.batch_size, cfg.trainer.max_epochs, cfg.model.dropout_rate) == (128, 15, 0.5)
+
+
+def test_lenet5_brings_its_recipe() -> None:
+    cfg = validate(_compose("model=lenet5"))
+    assert (cfg.data.batch_size, cfg.trainer.max_epochs) == (64, 20)
+    assert (cfg.optimizer.name, cfg.optimizer.lr) == ("sgd", 0.01)
+    assert cfg.model.kwargs() == {}
+
+
+def test_command_line_overrides_win_over_the_recipe() -> None:
+    cfg = validate(_compose("model=lenet5", "optimizer=adam", "optimizer.lr=0.003", "data.batch_size=32"))
+    assert (cfg.optimizer.name, cfg.optimizer.lr, cfg.data.batch_size) == ("adam", 0.003, 32)
+
+
+def test_gpu_trainer_uses_bf16_mixed_precision() -> None:
+    cfg = validate(_compose("trainer=gpu"))
+    assert (cfg.trainer.accelerator, cfg.trainer.precision) == ("gpu", "bf16-mixed")
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optimizer.lr=-1", "optimizer.lr=-1.0 is not allowed: use a number > 0"),
+        ("data.batch_size=0", "data.batch_size=0 is not allowed: use a number > 0"),
+        ("optimizer.momentum=1.0", "optimizer.momentum=1.0 is not allowed: use a number in [0, 1)"),
+        ("optimizer.name=adamw", "optimizer.name='adamw' is not allowed: use one of adam, sgd, rmsprop"),
+        ("scheduler.name=linear", "scheduler.name='linear' is not allowed: use one of constant, step"),
+        ("trainer.limit_train_batches=1.5", "trainer.limit_train_batches=1.5 is not allowed: use null, a fraction"),
+        ("logger.name=wandb", "logger.name='wandb' is not allowed: use one of csv, tensorboard"),
+    ],
+)
+def test_out_of_range_values_are_refused_by_key(override: str, message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        validate(_compose(override))
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize("override", ["optimizer.lr=abc", "data.batch_size=many", "optimizer.lrr=0.1"])
+def test_wrong_types_and_unknown_keys_fail_while_composing(override: str) -> None:
+    with pytest.raises(Exception, match="optimizer.lr|data.batch_size|lrr"):
+        _compose(override)
+
+
+def test_limit_batches_accept_counts_and_fractions() -> None:
+    cfg = validate(_compose("trainer.limit_train_batches=20", "trainer.limit_val_batches=0.5"))
+    assert (cfg.trainer.limit_train_batches, cfg.trainer.limit_val_batches) == (20, 0.5)

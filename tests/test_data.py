@@ -1,0 +1,123 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from mnist_cnn.augment import random_affine
+from mnist_cnn.data import MEAN, STD, MNISTDataModule, ensure_mnist, load_mnist, normalize, read_splits, resolve_root
+from mnist_cnn.idx import MNISTDataError
+
+
+def test_root_comes_from_argument_then_environment_then_cwd(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MNIST_DATA_DIR", "/from/env")
+    assert resolve_root("/given") == Path("/given")
+    assert resolve_root() == Path("/from/env")
+    monkeypatch.delenv("MNIST_DATA_DIR")
+    assert resolve_root() == Path("data")
+
+
+def test_missing_files_without_download_name_the_folder_and_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(MNISTDataError) as error:
+        ensure_mnist(tmp_path, download=False)
+    message = str(error.value)
+    assert str(tmp_path / "MNIST" / "raw") in message and "train-images-idx3-ubyte" in message
+    assert "data.root=" in message and "MNIST_DATA_DIR" in message
+
+
+def test_failed_download_is_one_clear_error(tmp_path: Path) -> None:
+    """No network here: torchvision's download fails and we say what to do instead."""
+    try:
+        ensure_mnist(tmp_path, download=True)
+    except MNISTDataError as error:
+        assert "downloading them failed" in str(error) and str(tmp_path / "MNIST" / "raw") in str(error)
+    else:  # a machine with network access really downloads the files
+        assert len(read_splits(tmp_path, download=False).test[1]) == 10_000
+
+
+def test_split_is_fixed_by_its_seed_and_disjoint(fake_root: Path) -> None:
+    first, again = read_splits(fake_root, val_size=100), read_splits(fake_root, val_size=100)
+    other = read_splits(fake_root, val_size=100, split_seed=7)
+    assert len(first.train[1]) == 500 and len(first.val[1]) == 100 and len(first.test[1]) == 200
+    assert torch.equal(first.val[0], again.val[0]) and not torch.equal(first.val[0], other.val[0])
+    train_rows = {bytes(image.numpy()) for image in first.train[0]}
+    assert not any(bytes(image.numpy()) in train_rows for image in first.val[0])
+
+
+def test_val_size_must_leave_training_images(fake_root: Path) -> None:
+    with pytest.raises(ValueError, match=r"val_size must be in \[0, 600\)"):
+        read_splits(fake_root, val_size=600)
+
+
+def test_load_mnist_returns_normalised_floats(fake_root: Path) -> None:
+    raw = read_splits(fake_root, val_size=100)
+    train, val, test = load_mnist(fake_root, val_size=100)
+    assert train[0].dtype == torch.float32 and train[0].shape == (500, 1, 28, 28)
+    assert torch.allclose(test[0], (raw.test[0].float() / 255 - MEAN) / STD)
+    assert torch.equal(val[1], raw.val[1])
+
+
+def test_normalize_accepts_uint8_and_unit_floats() -> None:
+    white = torch.full((1, 1, 2, 2), 255, dtype=torch.uint8)
+    assert torch.allclose(normalize(white), torch.full((1, 1, 2, 2), (1 - MEAN) / STD))
+    assert torch.allclose(normalize(white.float() / 255), normalize(white))
+
+
+def _datamodule(fake_root: Path, **kwargs: object) -> tuple[MNISTDataModule, L.Trainer]:
+    datamodule = MNISTDataModule(root=str(fake_root), val_size=100, batch_size=32, eval_batch_size=64, **kwargs)
+    trainer = L.Trainer(accelerator="cpu", logger=False)
+    datamodule.trainer = trainer
+    datamodule.setup("fit")
+    return datamodule, trainer
+
+
+def test_loaders_index_whole_uint8_batches(fake_root: Path) -> None:
+    datamodule, _ = _datamodule(fake_root)
+    images, labels = next(iter(datamodule.train_dataloader()))
+    assert images.shape == (32, 1, 28, 28) and images.dtype == torch.uint8 and labels.shape == (32,)
+    assert sum(len(batch[1]) for batch in datamodule.train_dataloader()) == 500
+    assert [len(batch[1]) for batch in datamodule.val_dataloader()] == [64, 36]
+    assert sum(len(batch[1]) for batch in datamodule.test_dataloader()) == 200
+
+
+def test_evaluation_batches_are_normalised_not_augmented(fake_root: Path) -> None:
+    datamodule, trainer = _datamodule(fake_root)
+    trainer.validating = True
+    images, labels = next(iter(datamodule.val_dataloader()))
+    out, out_labels = datamodule.on_after_batch_transfer((images, labels), 0)
+    assert torch.equal(out, normalize(images)) and out_labels is labels
+
+
+def test_training_batches_are_augmented_per_image(fake_root: Path) -> None:
+    datamodule, trainer = _datamodule(fake_root)
+    trainer.training = True
+    image = datamodule.datasets["train"].images[:1]
+    batch = (image.repeat(8, 1, 1, 1), torch.zeros(8, dtype=torch.long))
+    out, _ = datamodule.on_after_batch_transfer(batch, 0)
+    assert out.shape == (8, 1, 28, 28) and not torch.allclose(out, normalize(batch[0]))
+    assert len({tuple(row.flatten().tolist()) for row in out}) == 8  # every copy transformed differently
+
+
+def test_augmentation_can_be_switched_off(fake_root: Path) -> None:
+    datamodule, trainer = _datamodule(fake_root, augment=False)
+    trainer.training = True
+    images = datamodule.datasets["train"].images[:4]
+    out, _ = datamodule.on_after_batch_transfer((images, torch.zeros(4)), 0)
+    assert torch.equal(out, normalize(images))
+
+
+def test_random_affine_without_range_is_the_identity() -> None:
+    images = torch.rand(3, 1, 28, 28)
+    assert torch.allclose(random_affine(images, 0.0, 0.0, 0.0), images, atol=1e-5)
+
+
+def test_random_affine_shift_moves_ink_by_up_to_the_range() -> None:
+    images = torch.zeros(64, 1, 28, 28)
+    images[:, :, 12:16, 12:16] = 1.0
+    moved = random_affine(images, max_degrees=0.0, max_shift=0.1, max_zoom=0.0)
+    columns = torch.arange(28.0)
+    centre_x = (moved.sum(dim=(1, 2)) * columns).sum(dim=1) / moved.sum(dim=(1, 2, 3))
+    assert (centre_x - 13.5).abs().max() <= 0.1 * 28 + 0.5
+    assert (centre_x - 13.5).abs().max() > 0.5

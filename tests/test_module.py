@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from mnist_cnn import MNISTClassifier, MNISTDataModule
+from mnist_cnn.optim import OPTIMIZERS, build_optimizer, build_scheduler
+
+
+def _fit(fake_root: Path, tmp_path: Path, **module_kwargs: object) -> tuple[MNISTClassifier, L.Trainer]:
+    model = MNISTClassifier("lenet5", **module_kwargs)
+    trainer = L.Trainer(
+        accelerator="cpu", max_epochs=1, limit_train_batches=4, limit_val_batches=1, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, default_root_dir=tmp_path,
+    )  # fmt: skip
+    trainer.fit(model, datamodule=MNISTDataModule(root=str(fake_root), val_size=100, batch_size=16))
+    return model, trainer
+
+
+def test_hyperparameters_are_plain_data() -> None:
+    model = MNISTClassifier("resnet", model_kwargs={"blocks_per_group": 1})
+    plain = (str, int, float, bool, type(None), list, tuple, dict)
+    assert all(isinstance(value, plain) for value in model.hparams.values())
+    assert model.hparams.model_kwargs == {"blocks_per_group": 1}
+
+
+def test_checkpoint_reloads_with_no_arguments_under_weights_only(fake_root: Path, tmp_path: Path) -> None:
+    model, trainer = _fit(fake_root, tmp_path, model_kwargs={}, optimizer="sgd", lr=0.05)
+    path = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(path)
+    torch.load(path, weights_only=True)  # raises if anything in it needs unpickling code
+    restored = MNISTClassifier.load_from_checkpoint(path)
+    assert restored.hparams.optimizer == "sgd" and restored.hparams.lr == 0.05
+    images = torch.randn(5, 1, 28, 28)
+    model.eval(), restored.eval()
+    assert torch.equal(model(images), restored(images))
+
+
+def test_fit_logs_epoch_metrics_for_each_stage(fake_root: Path, tmp_path: Path) -> None:
+    model, trainer = _fit(fake_root, tmp_path)
+    logged = trainer.callback_metrics
+    assert {"train_loss", "train_acc", "train_top3_acc", "val_loss", "val_acc", "val_top3_acc"} <= set(logged)
+    assert 0.0 <= float(logged["val_acc"]) <= float(logged["val_top3_acc"]) <= 1.0
+    (tested,) = trainer.test(model, datamodule=MNISTDataModule(root=str(fake_root), val_size=100), verbose=False)
+    assert set(tested) == {"test_loss", "test_acc", "test_top3_acc"}
+
+
+def test_accuracy_is_micro_averaged() -> None:
+    model = MNISTClassifier("lenet5")
+    logits = torch.nn.functional.one_hot(torch.tensor([0, 0, 0, 1]), 10).float()
+    model.accuracies["test_acc"].update(logits, torch.tensor([0, 0, 0, 2]))
+    assert model.accuracies["test_acc"].compute()["test_acc"] == pytest.approx(0.75)  # macro would give 0.5
+
+
+def test_predict_step_returns_probabilities() -> None:
+    probabilities = MNISTClassifier("lenet5").predict_step(torch.randn(3, 1, 28, 28), 0)
+    assert probabilities.shape == (3, 10) and torch.allclose(probabilities.sum(dim=1), torch.ones(3))
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_optimizers_apply_lr_decay_and_momentum(name: str) -> None:
+    optimizer = build_optimizer([torch.nn.Parameter(torch.zeros(1))], name, lr=0.1, weight_decay=0.01, momentum=0.8)
+    group = optimizer.param_groups[0]
+    assert group["lr"] == 0.1 and group["weight_decay"] == 0.01
+    assert group.get("momentum", 0.8) == 0.8
+
+
+@pytest.mark.parametrize(
+    ("name", "lr_after_epochs"),
+    [
+        ("constant", [1.0, 1.0, 1.0, 1.0, 1.0]),
+        ("step", [1.0, 1.0, 0.5, 0.5, 0.25]),
+        ("exponential", [1.0, 0.5**0.5, 0.5, 0.5**1.5, 0.25]),
+        ("cosine", [1.0, 0.75, 0.25, 0.0, 0.25]),
+    ],
+)
+def test_schedules_follow_their_formula(name: str, lr_after_epochs: list[float]) -> None:
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = build_scheduler(optimizer, name, decay_epochs=2, decay_rate=0.5, max_epochs=3 if name == "cosine" else 10)
+    seen = []
+    for _ in range(5):
+        seen.append(optimizer.param_groups[0]["lr"])
+        if scheduler is not None:
+            optimizer.step()
+            scheduler.step()
+    assert seen == pytest.approx(lr_after_epochs)
+
+
+def test_unknown_optimizer_and_schedule_are_refused() -> None:
+    params = [torch.nn.Parameter(torch.zeros(1))]
+    with pytest.raises(ValueError, match="unknown optimizer 'adamw'; choose one of adam, sgd, rmsprop"):
+        build_optimizer(params, "adamw", 0.1, 0.0, 0.0)
+    with pytest.raises(ValueError, match="unknown scheduler 'linear'"):
+        build_scheduler(torch.optim.SGD(params, lr=0.1), "linear", 1, 0.5, 3)

@@ -1,0 +1,102 @@
+"""``python -m mnist_cnn.train`` as a user runs it: real processes, real files."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import run_cli
+from mnist_cnn.training import new_run_dir
+
+QUICK = ("trainer.max_epochs=1", "trainer.enable_progress_bar=false", "data.val_size=100")
+
+
+def _run_dirs(cwd: Path, model: str) -> list[Path]:
+    return sorted(path for path in (cwd / "checkpoints" / model).glob("*") if path.is_dir())
+
+
+def _metrics(run_dir: Path) -> list[dict[str, str]]:
+    rows: list[dict[str, str]] = []
+    for path in sorted(run_dir.glob("csv/version_*/metrics.csv")):
+        rows += list(csv.DictReader(path.open()))
+    return rows
+
+
+def _validated_epochs(run_dir: Path) -> list[int]:
+    return sorted(int(row["epoch"]) for row in _metrics(run_dir) if row.get("val_acc"))
+
+
+@pytest.mark.parametrize("model", ["simple_cnn", "lenet5", "resnet", "custom_cnn"])
+def test_each_model_trains_checkpoints_and_tests(model: str, fake_root: Path, tmp_path: Path) -> None:
+    result = run_cli("mnist_cnn.train", f"model={model}", *QUICK, "trainer.limit_train_batches=20", cwd=tmp_path, data_root=fake_root)
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = _run_dirs(tmp_path, model)
+    assert {"best.ckpt", "last.ckpt", "config.yaml"} <= {path.name for path in run_dir.iterdir()}
+    assert f"run dir          {run_dir}" in result.stdout and "test_acc" in result.stdout
+    checkpoint = torch.load(run_dir / "best.ckpt", weights_only=True)
+    assert checkpoint["hyper_parameters"]["model_name"] == model
+    assert any(row.get("val_acc") for row in _metrics(run_dir))
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optimizer.lr=abc", "Value 'abc' of type 'str' could not be converted to Float"),
+        ("optimizer.lr=-1", "optimizer.lr=-1.0 is not allowed: use a number > 0"),
+        ("data.batch_size=0", "data.batch_size=0 is not allowed: use a number > 0"),
+        ("model.dropout_rate=1.5", "dropout_rate must be in [0, 1), got 1.5"),
+        ("model=nope", "Could not find 'model/nope'"),
+    ],
+)
+def test_bad_configuration_stops_before_training(override: str, message: str, fake_root: Path, tmp_path: Path) -> None:
+    result = run_cli("mnist_cnn.train", override, cwd=tmp_path, data_root=fake_root)
+    assert result.returncode != 0
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_missing_data_offline_names_the_path_and_the_fix(tmp_path: Path) -> None:
+    result = run_cli("mnist_cnn.train", f"data.root={tmp_path / 'empty'}", "data.download=false", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"MNIST files not found in {tmp_path / 'empty' / 'MNIST' / 'raw'}" in result.stderr
+    assert "data.root=<dir>" in result.stderr and not (tmp_path / "checkpoints").exists()
+
+
+def test_resume_continues_the_latest_run_in_its_directory(fake_root: Path, tmp_path: Path) -> None:
+    first = run_cli("mnist_cnn.train", "model=lenet5", *QUICK, "test=false", cwd=tmp_path, data_root=fake_root)
+    assert first.returncode == 0, first.stderr
+    (run_dir,) = _run_dirs(tmp_path, "lenet5")
+    resumed = run_cli(
+        "mnist_cnn.train", "model=lenet5", *QUICK, "trainer.max_epochs=2", "ckpt_path=last", cwd=tmp_path, data_root=fake_root
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert _run_dirs(tmp_path, "lenet5") == [run_dir]
+    assert _validated_epochs(run_dir) == [0, 1]  # both attempts' metrics kept: csv/version_0 and csv/version_1
+
+    explicit = run_cli(
+        "mnist_cnn.train", "model=lenet5", *QUICK, "trainer.max_epochs=3", f"ckpt_path={run_dir / 'last.ckpt'}",
+        cwd=tmp_path, data_root=fake_root,
+    )  # fmt: skip
+    assert explicit.returncode == 0, explicit.stderr
+    assert _validated_epochs(run_dir) == [0, 1, 2]
+
+
+def test_resume_without_a_previous_run_is_refused(fake_root: Path, tmp_path: Path) -> None:
+    result = run_cli("mnist_cnn.train", "model=lenet5", "ckpt_path=last", cwd=tmp_path, data_root=fake_root)
+    assert result.returncode == 2 and "ckpt_path=last: no" in result.stderr
+
+
+def test_seeded_deterministic_runs_are_identical(fake_root: Path, tmp_path: Path) -> None:
+    args = ("model=simple_cnn", *QUICK, "seed=3", "trainer.deterministic=true", "test=false")
+    for _ in range(2):
+        assert run_cli("mnist_cnn.train", *args, cwd=tmp_path, data_root=fake_root).returncode == 0
+    first, second = (_metrics(run_dir) for run_dir in _run_dirs(tmp_path, "simple_cnn"))
+    assert first == second and first
+
+
+def test_run_directories_are_unique_even_within_one_second(tmp_path: Path) -> None:
+    made = {new_run_dir(tmp_path) for _ in range(3)}
+    assert len(made) == 3 and all(path.is_dir() for path in made)
