@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from mnist_cnn.models.layers import check_dropout, flat_features
+from mnist_cnn.models.layers import check_dropout, flat_features, init_like_keras
 from mnist_cnn.models.registry import register_model
 
 
@@ -39,6 +39,7 @@ class CustomCNN(nn.Module):
             nn.Dropout(dropout_rate),
             nn.Linear(128, num_classes),
         )
+        self.apply(init_like_keras)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))

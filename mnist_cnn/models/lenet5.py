@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from mnist_cnn.models.layers import flat_features
+from mnist_cnn.models.layers import flat_features, init_like_keras
 from mnist_cnn.models.registry import register_model
 
 
@@ -29,6 +29,7 @@ class LeNet5(nn.Module):
             nn.Tanh(),
             nn.Linear(84, num_classes),
         )
+        self.apply(init_like_keras)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from mnist_cnn.models.layers import init_like_keras
 from mnist_cnn.models.registry import register_model
 
 
@@ -56,6 +57,7 @@ class ResNet(nn.Module):
                 in_channels = width
         self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.classifier = nn.Linear(in_channels, num_classes)
+        self.apply(init_like_keras)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
