@@ -157,12 +157,12 @@ class MNISTDataModule(L.LightningDataModule):
         ensure_mnist(self.hparams.root, self.hparams.download)
 
     def setup(self, stage: str | None = None) -> None:
-        if self.datasets:
-            return
-        splits = read_splits(self.hparams.root, self.hparams.val_size, self.hparams.split_seed, download=False)
+        if not self.datasets:
+            splits = read_splits(self.hparams.root, self.hparams.val_size, self.hparams.split_seed, download=False)
+            self.datasets = {name: TensorBatches(*split) for name, split in splits._asdict().items()}
         device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
-        keep_on = device if self.hparams.on_device and device.type == "cuda" else torch.device("cpu")
-        self.datasets = {name: TensorBatches(*split).to(keep_on) for name, split in splits._asdict().items()}
+        if self.hparams.on_device and device.type == "cuda":
+            self.datasets = {name: dataset.to(device) for name, dataset in self.datasets.items()}
 
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader[Split]:
         batch_size = self.hparams.batch_size if split == "train" else self.hparams.eval_batch_size

@@ -25,9 +25,6 @@ def main(cfg: DictConfig) -> float | None:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     print(result.summary())
-    if result.interrupted:
-        print(f"interrupted: resume with ckpt_path={result.run_dir / 'last.ckpt'}", file=sys.stderr)
-        sys.exit(130)
     return result.metrics.get("best_val_acc")
 
 

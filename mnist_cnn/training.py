@@ -31,7 +31,6 @@ class TrainResult:
     metrics: dict[str, float]
     epochs: int
     fit_seconds: float
-    interrupted: bool
 
     def summary(self) -> str:
         rows = [(name, f"{value:.4f}") for name, value in sorted(self.metrics.items())]
@@ -118,7 +117,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     resume = resolve_resume(cfg.ckpt_path, model_root)
     module = build_module(cfg)
     datamodule = MNISTDataModule(**asdict(cfg.data))
-    datamodule.prepare_data()  # fail on missing or bad data before creating anything
+    datamodule.prepare_data()
+    datamodule.setup("fit")  # reads and checks every file before anything is created
 
     if resume is not None and resume.resolve().parent.parent == model_root.resolve():
         run_dir = resume.parent  # continue the run in its own directory
@@ -134,7 +134,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     checkpoint = trainer.checkpoint_callback
     best = Path(checkpoint.best_model_path) if checkpoint and checkpoint.best_model_path else None
     metrics = {f"best_{checkpoint.monitor}": float(checkpoint.best_model_score)} if best else {}
-    if cfg.test and not trainer.interrupted:
+    if cfg.test:
         (test_metrics,) = trainer.test(module, datamodule=datamodule, ckpt_path=str(best) if best else None)
         metrics.update(test_metrics)
-    return TrainResult(run_dir, best, metrics, trainer.current_epoch, fit_seconds, trainer.interrupted)
+    return TrainResult(run_dir, best, metrics, trainer.current_epoch, fit_seconds)

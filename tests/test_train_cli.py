@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import shutil
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,17 @@ def test_missing_data_offline_names_the_path_and_the_fix(tmp_path: Path) -> None
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"MNIST files not found in {tmp_path / 'empty' / 'MNIST' / 'raw'}" in result.stderr
     assert "data.root=<dir>" in result.stderr and not (tmp_path / "checkpoints").exists()
+
+
+def test_corrupted_data_file_stops_before_training(fake_root: Path, tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    shutil.copytree(fake_root, root)
+    labels = root / "MNIST" / "raw" / "train-labels-idx1-ubyte"
+    labels.write_bytes(labels.read_bytes()[:-10])
+    result = run_cli("mnist_cnn.train", "data.val_size=100", cwd=tmp_path, data_root=root)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"error: {labels} has 598 bytes but its header [600] implies 608" in result.stderr
+    assert not (tmp_path / "checkpoints").exists()
 
 
 def test_resume_continues_the_latest_run_in_its_directory(fake_root: Path, tmp_path: Path) -> None:
