@@ -20,6 +20,12 @@ _EXPORTS = {
     "list_models": "mnist_cnn.models",
     "register_model": "mnist_cnn.models",
     "count_parameters": "mnist_cnn.models",
+    "Evaluator": "mnist_cnn.evaluation",
+    "write_report": "mnist_cnn.evaluation",
+    "format_summary": "mnist_cnn.evaluation",
+    "plot_training_history": "mnist_cnn.evaluation",
+    "precision_recall_f1": "mnist_cnn.evaluation",
+    "top_k_accuracy": "mnist_cnn.evaluation",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -131,7 +131,16 @@ class TrainConfig:
     test: bool = MISSING
 
 
+@dataclass
+class EvaluateConfig:
+    """The root of ``conf/evaluate.yaml``."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    ckpt_path: str = MISSING
+
+
 ConfigStore.instance().store(name="train_schema", node=TrainConfig)
+ConfigStore.instance().store(name="evaluate_schema", node=EvaluateConfig)
 
 
 class ConfigError(ValueError):

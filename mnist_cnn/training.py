@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 
 from mnist_cnn.config import ConfigError, TrainConfig
 from mnist_cnn.data import MNISTDataModule
+from mnist_cnn.evaluation.callback import EvaluationReport
 from mnist_cnn.module import MNISTClassifier
 
 LAST = "last.ckpt"
@@ -40,6 +41,8 @@ class TrainResult:
             ("best checkpoint", str(self.best_checkpoint)),
             ("run dir", str(self.run_dir)),
         ]
+        if (self.run_dir / "evaluation").is_dir():
+            rows.append(("evaluation report", str(self.run_dir / "evaluation")))
         width = max(len(name) for name, _ in rows)
         return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
@@ -100,7 +103,9 @@ def build_logger(cfg: TrainConfig, run_dir: Path) -> Logger:
 
 def build_trainer(cfg: TrainConfig, run_dir: Path) -> L.Trainer:
     checkpoint = ModelCheckpoint(dirpath=run_dir, **asdict(cfg.callbacks.checkpoint))
-    callbacks: list[L.Callback] = [checkpoint, LearningRateMonitor(logging_interval="epoch")]
+    history = run_dir if cfg.logger.name == "csv" else None
+    report = EvaluationReport(run_dir / "evaluation", history=history)
+    callbacks: list[L.Callback] = [checkpoint, LearningRateMonitor(logging_interval="epoch"), report]
     early_stopping = asdict(cfg.callbacks.early_stopping)
     if early_stopping.pop("enabled"):
         callbacks.append(EarlyStopping(**early_stopping))

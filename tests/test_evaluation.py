@@ -69,6 +69,7 @@ def test_metric_functions_match_scikit_learn(form: str, seed: int) -> None:
     y_true = rng.integers(0, 9, 500)  # digit 9 never occurs: macro averages must skip it, as scikit-learn's do
     y_pred = np.where(rng.random(500) < 0.6, y_true, rng.integers(0, 7, 500))
     scores = rng.random((500, 10))
+    scores_in_form = scores if form == "numpy" else torch.as_tensor(scores)
     convert = {
         "numpy": lambda y: y,
         "torch": torch.as_tensor,
@@ -79,7 +80,7 @@ def test_metric_functions_match_scikit_learn(form: str, seed: int) -> None:
     assert ours == pytest.approx({"precision": precision, "recall": recall, "f1": f1}, rel=1e-6)
     for k in (1, 3, 5):
         expected = sk.top_k_accuracy_score(y_true, scores, k=k, labels=list(range(10)))
-        assert top_k_accuracy(convert(y_true), torch.as_tensor(scores) if form != "numpy" else scores, k) == pytest.approx(expected)
+        assert top_k_accuracy(convert(y_true), scores_in_form, k) == pytest.approx(expected)
 
 
 SHAPE_MESSAGE = re.escape("(N, 28, 28) or (N, 1, 28, 28)")
@@ -92,7 +93,7 @@ SHAPE_MESSAGE = re.escape("(N, 28, 28) or (N, 1, 28, 28)")
         (torch.zeros(5, 3, 28, 28), torch.zeros(5, dtype=torch.long), SHAPE_MESSAGE),
         (np.zeros((5, 32, 32), np.uint8), np.zeros(5, np.int64), SHAPE_MESSAGE),
         (np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.int64), SHAPE_MESSAGE),
-        (torch.zeros(5, 28, 28, dtype=torch.int32), torch.zeros(5, dtype=torch.long), f"dtype torch.int32.*|{SHAPE_MESSAGE}"),
+        (torch.zeros(5, 28, 28, dtype=torch.int32), torch.zeros(5, dtype=torch.long), "got dtype torch.int32"),
         (np.zeros((5, 28, 28), bool), np.zeros(5, np.int64), "uint8 pixels or normalised floats"),
         (torch.zeros(5, 28, 28), torch.zeros(4, dtype=torch.long), re.escape("shape (5,)")),
         (torch.zeros(5, 28, 28), torch.zeros(5), "integer class indices"),
@@ -142,7 +143,7 @@ def test_normalised_confusion_matrix_is_each_row_over_its_support(evaluator: Eva
     np.testing.assert_allclose(rates.sum(axis=1), 1.0)
 
 
-def test_misclassified_examples_are_the_most_confident_mistakes_in_order(evaluator: Evaluator, model: nn.Module) -> None:
+def test_misclassified_examples_are_the_most_confident_mistakes_first(evaluator: Evaluator, model: nn.Module) -> None:
     images, labels, predictions = evaluator.misclassified_examples(num_examples=7)
     assert len(labels) == 7 and (labels != predictions).all()
     with torch.inference_mode():
@@ -168,7 +169,8 @@ def test_misclassified_plot_titles_each_image_true_arrow_predicted_and_probabili
     figure = evaluator.plot_misclassified(num_examples=4)
     _, labels, predictions = evaluator.misclassified_examples(num_examples=4)
     titles = [axes.get_title() for axes in figure.axes if axes.images]
-    assert [title.split(" ")[0] for title in titles] == [f"{t}→{p}" for t, p in zip(labels.tolist(), predictions.tolist())]
+    expected = [f"{true}→{predicted}" for true, predicted in zip(labels.tolist(), predictions.tolist())]
+    assert [title.split(" ")[0] for title in titles] == expected
     assert all(re.fullmatch(r"\d→\d \((0|1)\.\d\d\)", title) for title in titles)
 
 
@@ -207,7 +209,8 @@ def test_training_history_merges_every_version_per_epoch(run_dir: Path) -> None:
     assert list(history.index) == [0, 1, 2]
     assert history["val_acc"].tolist() == [0.5, 0.7, 0.8] and history["train_loss"].tolist() == [1.8, 1.2, 0.9]
     loss, accuracy = plot_training_history(run_dir).axes
-    curves = {(axes.get_ylabel(), line.get_label()): line.get_ydata().tolist() for axes in (loss, accuracy) for line in axes.lines}
+    axes = (loss, accuracy)
+    curves = {(ax.get_ylabel(), line.get_label()): list(line.get_ydata()) for ax in axes for line in ax.lines}
     assert curves == {
         ("Cross-entropy loss", "train"): [1.8, 1.2, 0.9],
         ("Cross-entropy loss", "validation"): [1.5, 1.0, 0.7],

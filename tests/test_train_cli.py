@@ -36,10 +36,12 @@ def test_each_model_trains_checkpoints_and_tests(model: str, fake_root: Path, tm
     assert result.returncode == 0, result.stderr
     (run_dir,) = _run_dirs(tmp_path, model)
     assert {"best.ckpt", "last.ckpt", "config.yaml"} <= {path.name for path in run_dir.iterdir()}
-    assert f"run dir          {run_dir}" in result.stdout and "test_acc" in result.stdout
+    assert f"run dir            {run_dir}" in result.stdout and "test_acc" in result.stdout
     checkpoint = torch.load(run_dir / "best.ckpt", weights_only=True)
     assert checkpoint["hyper_parameters"]["model_name"] == model
     assert any(row.get("val_acc") for row in _metrics(run_dir))
+    report = {path.name for path in (run_dir / "evaluation").iterdir()}
+    assert {"metrics.json", "per_class.csv", "confusion_matrix.png", "misclassified.png", "training_history.png"} <= report
 
 
 @pytest.mark.parametrize(

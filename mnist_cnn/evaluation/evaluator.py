@@ -40,8 +40,9 @@ def _check_images(images: ArrayLike) -> torch.Tensor:
 
 def _check_labels(labels: ArrayLike, count: int) -> torch.Tensor:
     labels = torch.as_tensor(labels)
-    if labels.shape != (count,) or labels.is_floating_point() or labels.is_complex():
-        raise ValueError(f"labels must be integer class indices of shape ({count},), got {tuple(labels.shape)} {labels.dtype}")
+    if labels.shape != (count,) or labels.is_floating_point():
+        shape = tuple(labels.shape)
+        raise ValueError(f"labels must be integer class indices of shape ({count},), got {shape} {labels.dtype}")
     if labels.min() < 0 or labels.max() >= NUM_CLASSES:
         raise ValueError(f"labels must lie in 0-{NUM_CLASSES - 1}, got {int(labels.min())} to {int(labels.max())}")
     return labels.long().cpu()

@@ -69,7 +69,7 @@ def read_training_history(path: str | os.PathLike[str]) -> pd.DataFrame:
     path = Path(path)
     files = _metrics_files(path)
     if not files:
-        raise FileNotFoundError(f"no training log in {path}: expected {path}/csv/version_*/metrics.csv or a metrics.csv file")
+        raise FileNotFoundError(f"no training log: {path} is neither a metrics.csv nor holds csv/version_*/metrics.csv")
     log = pd.concat([pd.read_csv(file) for file in files], ignore_index=True)
     columns = [column for column in HISTORY_COLUMNS if column in log]
     if "epoch" not in log or not columns:
