@@ -79,6 +79,8 @@ class TrainerConfig:
     log_every_n_steps: int = MISSING
     enable_progress_bar: bool = MISSING
     enable_model_summary: bool = MISSING
+    strategy: str = MISSING  # auto, ddp (one process per device), ddp_spawn
+    num_nodes: int = MISSING
 
 
 @dataclass
@@ -129,6 +131,7 @@ class TrainConfig:
     ckpt_path: Optional[str] = MISSING
     checkpoint_root: str = MISSING
     test: bool = MISSING
+    optimized_metric: str = MISSING
 
 
 @dataclass
@@ -189,14 +192,18 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "callbacks.early_stopping.patience": _NON_NEGATIVE,
     "callbacks.early_stopping.min_delta": _NON_NEGATIVE,
     "logger.name": _one_of("csv", "tensorboard"),
+    "trainer.num_nodes": _POSITIVE,
+    "optimized_metric": _one_of("best_val_acc", "test_acc"),
 }
 
 
-def validate(cfg: DictConfig) -> TrainConfig:
-    """The composed config as a ``TrainConfig``, or a ``ConfigError`` naming the first bad key."""
+def validate(cfg: DictConfig) -> Any:
+    """The composed config as its dataclass (``TrainConfig``, ``EvaluateConfig``), or a ``ConfigError``
+    naming the first out-of-range key; keys the config does not have are skipped."""
     config = OmegaConf.to_object(cfg)  # raises on missing values
+    absent = object()
     for key, (is_valid, allowed) in RULES.items():
-        value = OmegaConf.select(cfg, key)
-        if not is_valid(value):
+        value = OmegaConf.select(cfg, key, default=absent)
+        if value is not absent and not is_valid(value):
             raise ConfigError(f"{key}={value!r} is not allowed: use {allowed}")
     return config

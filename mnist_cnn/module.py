@@ -14,6 +14,10 @@ from mnist_cnn.models import create_model
 from mnist_cnn.optim import build_optimizer, build_scheduler
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; raised before the step, so no checkpoint holds it."""
 STAGES = ("train", "val", "test")
 
 
@@ -73,7 +77,13 @@ class MNISTClassifier(L.LightningModule):
         self.log_dict(self.accuracies[f"{stage}_acc"], prog_bar=stage != "train")
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train")
+        loss = self._step(batch, "train")
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"the training loss is {loss.item()} at epoch {self.current_epoch}, step {self.global_step}; "
+                "training stopped before applying it (try a lower optimizer.lr)"
+            )
+        return loss
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._step(batch, "val")

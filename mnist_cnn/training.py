@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -10,17 +11,29 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import OmegaConf
 
+from mnist_cnn.callbacks import GracefulInterrupt, RandomState
+from mnist_cnn.checkpoints import AtomicCheckpointIO, check_resumable
 from mnist_cnn.config import ConfigError, TrainConfig
 from mnist_cnn.data import MNISTDataModule
+from mnist_cnn.distributed import best_score, is_launching_process, share_run_dir, shared_run_dir
 from mnist_cnn.evaluation.callback import EvaluationReport
-from mnist_cnn.module import MNISTClassifier
+from mnist_cnn.module import MNISTClassifier, NonFiniteLossError
 
 LAST = "last.ckpt"
 
 # A run dir holds config.yaml and logs beside the checkpoints by design.
 warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+
+
+class TrainingStopped(Exception):
+    """Training ended before its planned end; ``exit_code`` is the status the command exits with."""
+
+    def __init__(self, message: str, exit_code: int, checkpoint: Path | None) -> None:
+        super().__init__(message)
+        self.exit_code, self.checkpoint = exit_code, checkpoint
 
 
 @dataclass
@@ -101,16 +114,22 @@ def build_logger(cfg: TrainConfig, run_dir: Path) -> Logger:
     return CSVLogger(save_dir=run_dir, name="csv")  # a new version_N per (re)start: nothing is overwritten
 
 
-def build_trainer(cfg: TrainConfig, run_dir: Path) -> L.Trainer:
+def build_trainer(cfg: TrainConfig, run_dir: Path, interrupt: GracefulInterrupt) -> L.Trainer:
     checkpoint = ModelCheckpoint(dirpath=run_dir, **asdict(cfg.callbacks.checkpoint))
     history = run_dir if cfg.logger.name == "csv" else None
     report = EvaluationReport(run_dir / "evaluation", history=history)
-    callbacks: list[L.Callback] = [checkpoint, LearningRateMonitor(logging_interval="epoch"), report]
+    callbacks: list[L.Callback] = [
+        checkpoint, LearningRateMonitor(logging_interval="epoch"), report, interrupt, RandomState()
+    ]
     early_stopping = asdict(cfg.callbacks.early_stopping)
     if early_stopping.pop("enabled"):
         callbacks.append(EarlyStopping(**early_stopping))
     return L.Trainer(
-        **asdict(cfg.trainer), default_root_dir=run_dir, logger=build_logger(cfg, run_dir), callbacks=callbacks
+        **asdict(cfg.trainer),
+        default_root_dir=run_dir,
+        logger=build_logger(cfg, run_dir),
+        callbacks=callbacks,
+        plugins=[AtomicCheckpointIO()],
     )
 
 
@@ -121,25 +140,40 @@ def train(cfg: TrainConfig) -> TrainResult:
     model_root = Path(cfg.checkpoint_root) / cfg.model.name
     resume = resolve_resume(cfg.ckpt_path, model_root)
     module = build_module(cfg)
+    if resume is not None:
+        check_resumable(resume, dict(module.hparams))
     datamodule = MNISTDataModule(**asdict(cfg.data))
     datamodule.prepare_data()
     datamodule.setup("fit")  # reads and checks every file before anything is created
 
     if resume is not None and resume.resolve().parent.parent == model_root.resolve():
-        run_dir = resume.parent  # continue the run in its own directory
+        run_dir = resume.parent.resolve()  # continue the run in its own directory
+    elif not is_launching_process():  # a DDP process of rank > 0: rank 0 made the run dir
+        run_dir = shared_run_dir(model_root.resolve())
     else:
         run_dir = new_run_dir(model_root.resolve())
+        share_run_dir(run_dir)
         OmegaConf.save(OmegaConf.structured(cfg), run_dir / "config.yaml")
 
-    trainer = build_trainer(cfg, run_dir)
+    interrupt = GracefulInterrupt(run_dir / LAST)
+    trainer = build_trainer(cfg, run_dir, interrupt)
     start = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=resume)
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
+    except SIGTERMException:  # Lightning's own handling would exit with status 0
+        name = interrupt.signal_name or "SIGTERM"
+        message = f"interrupted by {name}; saved a resumable checkpoint: {run_dir / LAST}"
+        raise TrainingStopped(message, 128 + getattr(signal, name), run_dir / LAST) from None
+    except NonFiniteLossError as error:
+        last = run_dir / LAST if (run_dir / LAST).is_file() else None
+        raise TrainingStopped(f"{error}; last good checkpoint: {last or 'none yet'}", 3, last) from None
     fit_seconds = time.perf_counter() - start
 
     checkpoint = trainer.checkpoint_callback
     best = Path(checkpoint.best_model_path) if checkpoint and checkpoint.best_model_path else None
-    metrics = {f"best_{checkpoint.monitor}": float(checkpoint.best_model_score)} if best else {}
+    metrics = {f"best_{checkpoint.monitor}": best_score(checkpoint, best)} if best else {}
     if cfg.test:
-        (test_metrics,) = trainer.test(module, datamodule=datamodule, ckpt_path=str(best) if best else None)
+        tested = str(best) if best else None
+        (test_metrics,) = trainer.test(module, datamodule=datamodule, ckpt_path=tested, weights_only=True)
         metrics.update(test_metrics)
     return TrainResult(run_dir, best, metrics, trainer.current_epoch, fit_seconds)

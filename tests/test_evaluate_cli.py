@@ -63,7 +63,7 @@ def _unregistered_architecture(path: Path, checkpoint: Path) -> None:
     ("make", "message"),
     [
         (None, "no such file"),
-        (_not_a_checkpoint, "is not a PyTorch checkpoint"),
+        (_not_a_checkpoint, "is not a readable checkpoint"),
         (_unregistered_architecture, "unknown model 'nope'; registered models: custom_cnn, lenet5"),
     ],
     ids=["missing", "text-file", "unregistered-architecture"],

@@ -20,5 +20,7 @@ class EvaluationReport(L.Callback):
         self.out_dir, self.history = Path(out_dir), history
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.is_global_zero:  # under DDP every process tests; one writes the report
+            return
         evaluator = Evaluator(pl_module, trainer.datamodule, batch_size=trainer.datamodule.hparams.eval_batch_size)
         write_report(evaluator, self.out_dir, history=self.history)

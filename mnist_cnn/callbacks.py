@@ -1,0 +1,64 @@
+"""Lightning callbacks that make a training run survive interruptions and resume exactly."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+
+class GracefulInterrupt(L.Callback):
+    """On Ctrl-C or SIGTERM: finish the current batch, save a resumable checkpoint to ``path``, stop.
+
+    Lightning already stops at a batch boundary on SIGTERM (raising ``SIGTERMException``); the first
+    Ctrl-C is turned into the same signal so both take that path. A second Ctrl-C aborts at once.
+    ``signal_name`` tells afterwards which signal stopped the run (``None`` if none did).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.signal_name: str | None = None
+        self._previous_sigint: Any = None
+
+    def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
+        self.signal_name = "SIGINT"
+        signal.signal(signal.SIGINT, self._previous_sigint)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._previous_sigint = signal.signal(signal.SIGINT, self._on_sigint)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        signal.signal(signal.SIGINT, self._previous_sigint)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if self._previous_sigint is not None:
+            signal.signal(signal.SIGINT, self._previous_sigint)
+        if isinstance(exception, SIGTERMException):
+            self.signal_name = self.signal_name or "SIGTERM"
+            trainer.save_checkpoint(self.path, weights_only=False)
+
+
+class RandomState(L.Callback):
+    """Saves torch's random generators in every checkpoint and restores them on resume.
+
+    Shuffling and augmentation draw from them, so a run resumed from an end-of-epoch checkpoint
+    sees the same batches and the same augmentations as one that was never stopped.
+    """
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {"cpu": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        torch.set_rng_state(state_dict["cpu"])
+        if "cuda" in state_dict and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state_dict["cuda"])
