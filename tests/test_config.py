@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import typing
+
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from conftest import REPO
-from mnist_cnn.config import ConfigError, TrainConfig, validate
+from mnist_cnn.config import RULES, ConfigError, TrainConfig, validate
 
 
 def _compose(*overrides: str) -> DictConfig:
@@ -78,3 +81,36 @@ def test_wrong_types_and_unknown_keys_fail_while_composing(override: str) -> Non
 def test_limit_batches_accept_counts_and_fractions() -> None:
     cfg = validate(_compose("trainer.limit_train_batches=20", "trainer.limit_val_batches=0.5"))
     assert (cfg.trainer.limit_train_batches, cfg.trainer.limit_val_batches) == (20, 0.5)
+
+
+def _typed_fields(schema: type, prefix: str = "") -> list[tuple[str, type]]:
+    """(dotted key, type) of every int, float or bool field in a schema dataclass, recursively."""
+    found = []
+    for name, hint in typing.get_type_hints(schema).items():
+        arguments = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+        base = arguments[0] if typing.get_origin(hint) is typing.Union and len(arguments) == 1 else hint
+        if dataclasses.is_dataclass(base):
+            found += _typed_fields(base, f"{prefix}{name}.")
+        elif base in (int, float, bool):
+            found.append((f"{prefix}{name}", base))
+    return found
+
+
+TYPE_WORDS = {int: "Integer", float: "Float", bool: "bool"}
+
+
+@pytest.mark.parametrize(("key", "kind"), _typed_fields(TrainConfig), ids=lambda value: str(value))
+def test_every_typed_field_rejects_a_wrong_type_naming_the_key(key: str, kind: type) -> None:
+    with pytest.raises(Exception) as error:
+        _compose(f"{key}=abc")
+    message = f"{error.value} {error.value.__cause__}"
+    assert key in message and TYPE_WORDS[kind] in message
+
+
+@pytest.mark.parametrize("key", sorted(RULES))
+def test_every_range_checked_key_rejects_a_bad_value_saying_what_is_allowed(key: str) -> None:
+    _, allowed = RULES[key]
+    bad = "bogus" if allowed.startswith("one of") else -5
+    with pytest.raises(ConfigError) as error:
+        validate(_compose(f"{key}={bad}"))
+    assert str(error.value).startswith(f"{key}=") and allowed in str(error.value)
