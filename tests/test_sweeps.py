@@ -54,6 +54,7 @@ def test_a_failed_job_is_recorded_and_the_sweep_goes_on(fake_root: Path, tmp_pat
 
 
 def test_optuna_search_tunes_lr_batch_size_dropout_and_weight_decay(fake_root: Path, tmp_path: Path) -> None:
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason='needs pip install -e ".[sweep]"')
     result, sweep_dir, rows = _sweep(tmp_path, "hparams_search=optuna", "hydra.sweeper.n_trials=2", data_root=fake_root)
     assert result.returncode == 0, result.stderr
     best = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
@@ -64,6 +65,7 @@ def test_optuna_search_tunes_lr_batch_size_dropout_and_weight_decay(fake_root: P
 
 @pytest.mark.parametrize(("launcher", "log_line"), [("joblib", "Joblib.Parallel(n_jobs=2"), ("submitit_local", "Submitit")])
 def test_launchers_run_the_jobs_of_a_sweep(launcher: str, log_line: str, fake_root: Path, tmp_path: Path) -> None:
+    pytest.importorskip(f"hydra_plugins.hydra_{launcher.split('_')[0]}_launcher", reason='needs pip install -e ".[sweep]"')
     overrides = ("-m", f"hydra/launcher={launcher}", "model=lenet5,simple_cnn")
     if launcher == "joblib":
         overrides += ("hydra.launcher.n_jobs=2",)
