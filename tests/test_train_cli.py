@@ -114,3 +114,10 @@ def test_seeded_deterministic_runs_are_identical(fake_root: Path, tmp_path: Path
 def test_run_directories_are_unique_even_within_one_second(tmp_path: Path) -> None:
     made = {new_run_dir(tmp_path) for _ in range(3)}
     assert len(made) == 3 and all(path.is_dir() for path in made)
+
+
+def test_tensorboard_logger_writes_event_files_in_the_run_dir(fake_root: Path, tmp_path: Path) -> None:
+    result = run_cli("mnist_cnn.train", "model=lenet5", "logger=tensorboard", *QUICK, "test=false", cwd=tmp_path, data_root=fake_root)
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = _run_dirs(tmp_path, "lenet5")
+    assert list(run_dir.glob("tensorboard/version_0/events.out.tfevents.*")) and not (run_dir / "csv").exists()
