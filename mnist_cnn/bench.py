@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import resource
 import subprocess
 import sys
@@ -41,8 +42,8 @@ def _plain_epoch(
     return count
 
 
-def _run_one(model_name: str, pipeline: str, batch_size: int, root: str | None) -> dict[str, float]:
-    """Time one epoch over the 55k training images; returns seconds and images."""
+def _run_one(model_name: str, pipeline: str, batch_size: int, root: str | None, images: int) -> dict[str, float]:
+    """Time one epoch over ``images`` training images (55k: all of them); returns seconds and images."""
     from mnist_cnn.data import MEAN, STD, ensure_mnist, normalize, read_splits
     from mnist_cnn.models import create_model
 
@@ -63,20 +64,22 @@ def _run_one(model_name: str, pipeline: str, batch_size: int, root: str | None) 
         timer = EpochTimer()
         datamodule = MNISTDataModule(root=root, batch_size=batch_size)
         trainer = L.Trainer(
-            accelerator="cpu", max_epochs=1, limit_val_batches=0, logger=False, enable_checkpointing=False,
-            enable_progress_bar=False, enable_model_summary=False, callbacks=[timer],
+            accelerator="cpu", max_epochs=1, limit_train_batches=math.ceil(images / batch_size), limit_val_batches=0,
+            logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+            callbacks=[timer],
         )  # fmt: skip
         trainer.fit(MNISTClassifier(model_name), datamodule=datamodule)
-        return {"seconds": timer.seconds, "images": len(datamodule.datasets["train"])}
+        seen = min(trainer.num_training_batches * batch_size, len(datamodule.datasets["train"]))
+        return {"seconds": timer.seconds, "images": seen}
 
     model = create_model(model_name)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     if pipeline == "b":
-        images, labels = read_splits(root).train
-        images = normalize(images)
+        train_images, labels = read_splits(root).train
+        train_images = normalize(train_images)
         start = time.perf_counter()
-        order = torch.randperm(len(labels))
-        batches = ((images[i], labels[i]) for i in order.split(batch_size))
+        order = torch.randperm(len(labels))[:images]
+        batches = ((train_images[i], labels[i]) for i in order.split(batch_size))
         count = _plain_epoch(model, optimizer, batches)
         return {"seconds": time.perf_counter() - start, "images": count}
 
@@ -86,19 +89,26 @@ def _run_one(model_name: str, pipeline: str, batch_size: int, root: str | None) 
     folder = ensure_mnist(root)
     transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((MEAN,), (STD,))])
     dataset = datasets.MNIST(str(folder.parent.parent), train=True, transform=transform)
-    train_indices = torch.randperm(len(dataset))[:55_000]
+    train_indices = torch.randperm(len(dataset))[: min(images, 55_000)]
     loader = DataLoader(Subset(dataset, train_indices.tolist()), batch_size=batch_size, shuffle=True)
     start = time.perf_counter()
     count = _plain_epoch(model, optimizer, loader)
     return {"seconds": time.perf_counter() - start, "images": count}
 
 
-def _measure(model: str, pipeline: str, batch_size: int, root: str | None) -> dict[str, float]:
+def _measure(
+    model: str, pipeline: str, batch_size: int, root: str | None, images: int, repeats: int
+) -> dict[str, float]:
+    """The run with the median epoch time of ``repeats`` fresh processes (shared machines are noisy)."""
     command = [sys.executable, "-m", "mnist_cnn.bench", "--one", model, pipeline, "--batch-size", str(batch_size)]
+    command += ["--images", str(images)]
     if root:
         command += ["--root", root]
-    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-    return json.loads(output.strip().splitlines()[-1])
+    runs = []
+    for _ in range(repeats):
+        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        runs.append(json.loads(output.strip().splitlines()[-1]))
+    return sorted(runs, key=lambda run: run["seconds"])[len(runs) // 2]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -107,23 +117,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pipelines", default="abc", help="which of a, b, c to run (default: abc)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--root", default=None, help="data root (default: $MNIST_DATA_DIR, else ./data)")
+    parser.add_argument("--images", type=int, default=55_000, help="training images per epoch (default: all)")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per measurement; the median is shown")
     parser.add_argument("--json", default=None, help="also write the results to this file")
     parser.add_argument("--one", nargs=2, metavar=("MODEL", "PIPELINE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.one:
-        result = _run_one(*args.one, args.batch_size, args.root)
+        result = _run_one(*args.one, args.batch_size, args.root, args.images)
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
 
     results = []
-    print(f"one training epoch, batch {args.batch_size}, {torch.get_num_threads()} CPU threads")
+    print(f"one training epoch, batch {args.batch_size}, {torch.get_num_threads()} CPU threads, median of {args.repeats}")
     print(f"{'model':<11} {'pipeline':<32} {'epoch s':>8} {'images/s':>9} {'peak MB':>8}")
     for model in args.models.split(","):
         row = {"model": model, "batch_size": args.batch_size}
         for pipeline in args.pipelines:
-            measured = _measure(model, pipeline, args.batch_size, args.root)
+            measured = _measure(model, pipeline, args.batch_size, args.root, args.images, args.repeats)
             row[pipeline] = measured
             print(
                 f"{model:<11} ({pipeline}) {PIPELINES[pipeline]:<28} {measured['seconds']:>8.2f} "

@@ -1,0 +1,23 @@
+"""The benchmark runs end to end in a tiny mode (no timing is asserted: machines are noisy)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import run_cli, write_fake_mnist
+
+
+def test_bench_compares_the_three_pipelines_and_writes_json(tmp_path: Path) -> None:
+    root = write_fake_mnist(tmp_path / "data", num_train=5_300)  # room for the 5,000-image validation split
+    out = tmp_path / "bench.json"
+    args = ("--root", str(root), "--images", "128", "--batch-size", "64", "--repeats", "1", "--json", str(out))
+    result = run_cli("mnist_cnn.bench", *args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (row,) = json.loads(out.read_text())
+    assert row["model"] == "lenet5" and row["batch_size"] == 64
+    for pipeline in "abc":
+        assert row[pipeline]["images"] == 128 and row[pipeline]["seconds"] > 0 and row[pipeline]["peak_rss_mb"] > 0
+    assert row["c/b"] == row["c"]["seconds"] / row["b"]["seconds"]
+    assert row["a/c"] == row["a"]["seconds"] / row["c"]["seconds"]
+    assert "ratio (c)/(b)" in result.stdout and "ratio (a)/(c)" in result.stdout
