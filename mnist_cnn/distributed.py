@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from lightning.pytorch.callbacks import ModelCheckpoint
+
+from mnist_cnn.checkpoints import read_checkpoint
 
 RUN_DIR_ENV = "MNIST_CNN_RUN_DIR"
 
@@ -34,5 +35,5 @@ def best_score(checkpoint: ModelCheckpoint, path: Path) -> float:
     processes (Lightning restores only the path), so then it is read from the checkpoint file."""
     if checkpoint.best_model_score is not None:
         return float(checkpoint.best_model_score)
-    state = torch.load(path, map_location="cpu", weights_only=True)["callbacks"][checkpoint.state_key]
+    state = read_checkpoint(path)["callbacks"][checkpoint.state_key]
     return float(state["best_model_score"])
