@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 from typing import Any
@@ -57,8 +58,8 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def architecture(hparams: dict[str, Any]) -> dict[str, Any]:
     """The shape-defining part of a module's hyperparameters, in a comparable form."""
-    defaults = {"model_kwargs": {}, "num_classes": 10, "input_shape": (1, 28, 28)}
-    found = {key: hparams.get(key, defaults.get(key)) for key in ARCHITECTURE_KEYS}
+    defaults = inspect.signature(MNISTClassifier).parameters  # for checkpoints that predate a key
+    found = {key: hparams.get(key, defaults[key].default) for key in ARCHITECTURE_KEYS}
     found["model_kwargs"] = dict(found["model_kwargs"] or {})
     found["input_shape"] = tuple(found["input_shape"])
     return found
@@ -68,7 +69,9 @@ def check_resumable(path: str | os.PathLike[str], expected: dict[str, Any]) -> N
     """Refuse to resume ``path`` into a module whose architecture differs from the checkpoint's."""
     saved, wanted = architecture(read_checkpoint(path)["hyper_parameters"]), architecture(expected)
     if saved != wanted:
-        differences = ", ".join(f"{key}: {saved[key]!r} saved, {wanted[key]!r} asked" for key in saved if saved[key] != wanted[key])
+        differences = ", ".join(
+            f"{key}: {saved[key]!r} saved, {wanted[key]!r} asked" for key in saved if saved[key] != wanted[key]
+        )
         raise CheckpointError(
             f"{path} holds a different model ({differences}); resume it with model={saved['model_name']} "
             "and the model options it was trained with"

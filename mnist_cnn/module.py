@@ -14,11 +14,11 @@ from mnist_cnn.models import create_model
 from mnist_cnn.optim import build_optimizer, build_scheduler
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+STAGES = ("train", "val", "test")
 
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite; raised before the step, so no checkpoint holds it."""
-STAGES = ("train", "val", "test")
 
 
 class MNISTClassifier(L.LightningModule):
