@@ -20,6 +20,7 @@ _EXPORTS = {
     "list_models": "mnist_cnn.models",
     "register_model": "mnist_cnn.models",
     "count_parameters": "mnist_cnn.models",
+    "load_pretrained_model": "mnist_cnn.pretrained",
     "Evaluator": "mnist_cnn.evaluation",
     "write_report": "mnist_cnn.evaluation",
     "format_summary": "mnist_cnn.evaluation",

@@ -44,7 +44,8 @@ def _plain_epoch(
 
 def _run_one(model_name: str, pipeline: str, batch_size: int, root: str | None, images: int) -> dict[str, float]:
     """Time one epoch over ``images`` training images (55k: all of them); returns seconds and images."""
-    from mnist_cnn.data import MEAN, STD, ensure_mnist, normalize, read_splits
+    from mnist_cnn.data import ensure_mnist, read_splits
+    from mnist_cnn.pixels import MEAN, STD, normalize
     from mnist_cnn.models import create_model
 
     torch.manual_seed(0)

@@ -1,42 +1,25 @@
-"""Checkpoint files: atomic writes, weights-only reads, and one clear error for every bad file."""
+"""Reading checkpoint files: weights-only, one clear error for every bad file, and a torch-only loader.
+
+Lightning is imported only where a ``MNISTClassifier`` is built, so prediction and export start fast.
+"""
 
 from __future__ import annotations
 
-import inspect
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from lightning.pytorch.plugins.io import TorchCheckpointIO
+from torch import nn
 
-from mnist_cnn.module import MNISTClassifier
+from mnist_cnn.errors import CheckpointError
+from mnist_cnn.models import create_model
+
+if TYPE_CHECKING:
+    from mnist_cnn.module import MNISTClassifier
 
 # The hyperparameters that fix the shapes of the weights: resuming or loading needs them to agree.
 ARCHITECTURE_KEYS = ("model_name", "model_kwargs", "num_classes", "input_shape")
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Writes each checkpoint to a temporary file beside its target, syncs it, then renames it into place.
-
-    Written by hand because Lightning stages checkpoints in the system temp dir and moves them: where
-    that is another filesystem (a tmpfs /tmp) the move is a copy, and a kill during it leaves a
-    truncated file. A rename within one directory is atomic: a reader sees the old file or the new one.
-    """
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with temporary.open("wb") as file:
-            torch.save(checkpoint, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is missing, unreadable, or holds a model other than the one asked for."""
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -58,8 +41,10 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 def architecture(hparams: dict[str, Any]) -> dict[str, Any]:
     """The shape-defining part of a module's hyperparameters, in a comparable form."""
-    defaults = inspect.signature(MNISTClassifier).parameters  # for checkpoints that predate a key
-    found = {key: hparams.get(key, defaults[key].default) for key in ARCHITECTURE_KEYS}
+    missing = [key for key in ARCHITECTURE_KEYS if key not in hparams]
+    if missing:
+        raise CheckpointError(f"not an MNISTClassifier checkpoint: its hyperparameters lack {', '.join(missing)}")
+    found = {key: hparams[key] for key in ARCHITECTURE_KEYS}
     found["model_kwargs"] = dict(found["model_kwargs"] or {})
     found["input_shape"] = tuple(found["input_shape"])
     return found
@@ -80,8 +65,27 @@ def check_resumable(path: str | os.PathLike[str], expected: dict[str, Any]) -> N
 
 def load_classifier(path: str | os.PathLike[str]) -> MNISTClassifier:
     """The ``MNISTClassifier`` saved in ``path``, on the CPU, or a ``CheckpointError`` saying what is wrong."""
+    from mnist_cnn.module import MNISTClassifier
+
     read_checkpoint(path)
     try:
         return MNISTClassifier.load_from_checkpoint(path, map_location="cpu", weights_only=True)
     except (ValueError, RuntimeError) as error:  # unknown architecture or options; weights of another shape
         raise CheckpointError(f"cannot rebuild the model saved in {path}: {str(error).splitlines()[0]}") from None
+
+
+def load_network(path: str | os.PathLike[str]) -> nn.Module:
+    """Only the architecture's ``nn.Module`` saved in ``path`` (eval mode, CPU), built without Lightning.
+
+    For inference and export, where importing Lightning would cost more than the work itself.
+    """
+    checkpoint = read_checkpoint(path)
+    saved = architecture(checkpoint["hyper_parameters"])
+    prefix = "model."  # MNISTClassifier keeps the architecture in its ``model`` attribute
+    weights = {key[len(prefix):]: value for key, value in checkpoint["state_dict"].items() if key.startswith(prefix)}
+    try:
+        network = create_model(saved["model_name"], saved["input_shape"], saved["num_classes"], **saved["model_kwargs"])
+        network.load_state_dict(weights)
+    except (ValueError, RuntimeError) as error:
+        raise CheckpointError(f"cannot rebuild the model saved in {path}: {str(error).splitlines()[0]}") from None
+    return network.eval()

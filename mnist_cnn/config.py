@@ -14,6 +14,7 @@ from typing import Any, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from mnist_cnn.errors import ConfigError
 from mnist_cnn.optim import OPTIMIZERS, SCHEDULERS
 
 # Optional[...] rather than "X | None": OmegaConf 2.3 does not understand the latter.
@@ -142,12 +143,31 @@ class EvaluateConfig:
     ckpt_path: str = MISSING
 
 
+@dataclass
+class PredictConfig:
+    """The root of ``conf/predict.yaml``."""
+
+    ckpt_path: str = MISSING
+    inputs: Any = MISSING  # one file, folder or glob, or a list of them
+    output: Optional[str] = MISSING
+    batch_size: int = MISSING
+    top_k: int = MISSING
+
+
+@dataclass
+class ExportConfig:
+    """The root of ``conf/export.yaml``."""
+
+    ckpt_path: str = MISSING
+    format: str = MISSING
+    output: Optional[str] = MISSING
+    opset: int = MISSING
+
+
 ConfigStore.instance().store(name="train_schema", node=TrainConfig)
 ConfigStore.instance().store(name="evaluate_schema", node=EvaluateConfig)
-
-
-class ConfigError(ValueError):
-    """A configuration value is out of range; the message names the key and what is allowed."""
+ConfigStore.instance().store(name="predict_schema", node=PredictConfig)
+ConfigStore.instance().store(name="export_schema", node=ExportConfig)
 
 
 def _limit(value: Any) -> bool:
@@ -194,6 +214,10 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "logger.name": _one_of("csv", "tensorboard"),
     "trainer.num_nodes": _POSITIVE,
     "optimized_metric": _one_of("best_val_acc", "test_acc"),
+    "batch_size": _POSITIVE,
+    "top_k": ((lambda value: 1 <= value <= 10), "a whole number in [1, 10]"),
+    "format": _one_of("onnx"),
+    "opset": ((lambda value: value >= 17), "an ONNX opset >= 17"),
 }
 
 

@@ -18,8 +18,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from mnist_cnn.augment import random_affine
 from mnist_cnn.idx import MNISTDataError, read_idx_pair
+from mnist_cnn.pixels import normalize
 
-MEAN, STD = 0.1307, 0.3081
 ENV_VAR = "MNIST_DATA_DIR"
 FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -90,13 +90,6 @@ def read_splits(
     train_idx, val_idx = split_indices(len(images), val_size, split_seed)
     test = read_idx_pair(*(folder / name for name in FILES["test"]))
     return MNISTSplits((images[train_idx], labels[train_idx]), (images[val_idx], labels[val_idx]), test)
-
-
-def normalize(images: torch.Tensor) -> torch.Tensor:
-    """uint8 pixels (or floats in [0, 1]) to the float input the models expect."""
-    if images.dtype == torch.uint8:
-        images = images.float().div_(255)
-    return (images - MEAN) / STD
 
 
 def load_mnist(

@@ -11,7 +11,7 @@ import hydra
 from omegaconf import DictConfig
 
 from mnist_cnn.config import EvaluateConfig, validate
-from mnist_cnn.idx import MNISTDataError
+from mnist_cnn.errors import MNISTDataError
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")

@@ -11,12 +11,10 @@ from pathlib import Path
 
 import torch
 
+from mnist_cnn.errors import MNISTDataError
+
 IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
 LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
-
-
-class MNISTDataError(RuntimeError):
-    """The MNIST files are missing, truncated or inconsistent; the message says how to fix it."""
 
 
 def _read(path: Path, magic: int, header_ints: int) -> tuple[list[int], torch.Tensor]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import torch
@@ -12,6 +12,9 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from mnist_cnn.models import create_model
 from mnist_cnn.optim import build_optimizer, build_scheduler
+
+if TYPE_CHECKING:
+    from mnist_cnn.prediction import Predictions
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 STAGES = ("train", "val", "test")
@@ -59,8 +62,22 @@ class MNISTClassifier(L.LightningModule):
         )
         self.accuracies = torch.nn.ModuleDict({f"{stage}_acc": accuracy.clone(prefix=f"{stage}_") for stage in STAGES})
 
+    @classmethod
+    def from_pretrained(cls, name: str) -> MNISTClassifier:
+        """The shipped pretrained ``name`` model (checksum verified), in eval mode on the CPU."""
+        from mnist_cnn.pretrained import load_pretrained_model
+
+        return load_pretrained_model(name)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images)
+
+    def predict_images(self, images: Any, batch_size: int = 1024) -> Predictions:
+        """Labels and probabilities for image files, PIL images or arrays of any size, preprocessed like
+        MNIST; a (28, 28) uint8 array, or an (N, 28, 28) stack of them, is taken as already MNIST-formatted."""
+        from mnist_cnn.prediction import predict_images  # local: loads PIL only when predicting
+
+        return predict_images(self, images, batch_size)
 
     def _step(self, batch: Batch, stage: str) -> torch.Tensor:
         images, labels = batch

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-import torch
-from torch.optim import Optimizer
-from torch.optim.lr_scheduler import CosineAnnealingLR, ExponentialLR, LRScheduler, StepLR
+if TYPE_CHECKING:  # torch is imported where it is used, so the config schema (and --help) loads without it
+    import torch
+    from torch.optim import Optimizer
+    from torch.optim.lr_scheduler import LRScheduler
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 SCHEDULERS = ("constant", "step", "exponential", "cosine")
@@ -16,6 +18,8 @@ def build_optimizer(
     params: Iterable[torch.nn.Parameter], name: str, lr: float, weight_decay: float, momentum: float
 ) -> Optimizer:
     """``weight_decay`` is L2 regularisation added to the gradient (Keras' ``l2`` regulariser, up to a factor 2)."""
+    import torch
+
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     if name == "sgd":
@@ -30,6 +34,8 @@ def build_scheduler(
 ) -> LRScheduler | None:
     """An epoch-wise schedule: ``step`` multiplies the LR by ``decay_rate`` every ``decay_epochs`` epochs,
     ``exponential`` decays smoothly at the same average rate, ``cosine`` anneals to 0 over ``max_epochs``."""
+    from torch.optim.lr_scheduler import CosineAnnealingLR, ExponentialLR, StepLR
+
     if name == "constant":
         return None
     if name == "step":

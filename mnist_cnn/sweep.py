@@ -23,8 +23,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from mnist_cnn.config import ConfigError
-from mnist_cnn.idx import MNISTDataError
+from mnist_cnn.errors import ConfigError, MNISTDataError
 
 log = logging.getLogger(__name__)
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from mnist_cnn.config import ConfigError, validate
-from mnist_cnn.idx import MNISTDataError
+from mnist_cnn.config import validate
+from mnist_cnn.errors import CheckpointError, ConfigError, MNISTDataError
 from mnist_cnn.sweep import is_multirun, run_job
 
 
@@ -26,7 +26,6 @@ def resume_command(checkpoint: Path) -> str:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Hydra task: returns ``optimized_metric`` (default: best validation accuracy), the metric sweeps optimise."""
-    from mnist_cnn.checkpoints import CheckpointError  # imported here so --help does not load Lightning
     from mnist_cnn.training import TrainingStopped, train
 
     logging.getLogger("lightning").handlers.clear()  # Hydra's handlers print its messages already

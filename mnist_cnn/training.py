@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import platform
 import signal
+import sys
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -12,10 +15,12 @@ import lightning as L
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+import torch
 from omegaconf import OmegaConf
 
 from mnist_cnn.callbacks import GracefulInterrupt, RandomState
-from mnist_cnn.checkpoints import AtomicCheckpointIO, check_resumable
+from mnist_cnn.checkpoint_io import AtomicCheckpointIO
+from mnist_cnn.checkpoints import check_resumable
 from mnist_cnn.config import ConfigError, TrainConfig
 from mnist_cnn.data import MNISTDataModule
 from mnist_cnn.distributed import best_score, is_launching_process, share_run_dir, shared_run_dir
@@ -23,6 +28,7 @@ from mnist_cnn.evaluation.callback import EvaluationReport
 from mnist_cnn.module import MNISTClassifier, NonFiniteLossError
 
 LAST = "last.ckpt"
+RESULT = "result.json"
 
 # A run dir holds config.yaml and logs beside the checkpoints by design.
 warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
@@ -58,6 +64,40 @@ class TrainResult:
             rows.append(("evaluation report", str(self.run_dir / "evaluation")))
         width = max(len(name) for name, _ in rows)
         return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+    def save(self, seed: int | None) -> None:
+        """Write ``result.json`` to the run dir: metrics, epochs, fit time, seed, command line and machine."""
+        record = {
+            "metrics": self.metrics,
+            "epochs": self.epochs,
+            "fit_seconds": round(self.fit_seconds, 1),
+            "seed": seed,
+            "command": command_line(),
+            "machine": machine_description(),
+            "best_checkpoint": str(self.best_checkpoint) if self.best_checkpoint else None,
+        }
+        (self.run_dir / RESULT).write_text(json.dumps(record, indent=2) + "\n")
+
+
+def command_line() -> str:
+    """The training command as typed: ``python -m mnist_cnn.train`` and its Hydra overrides."""
+    from hydra.core.hydra_config import HydraConfig
+
+    overrides = HydraConfig.get().overrides.task if HydraConfig.initialized() else sys.argv[1:]
+    return " ".join(["python -m mnist_cnn.train", *overrides])
+
+
+def machine_description() -> str:
+    """The accelerator or CPU a run used, e.g. ``NVIDIA H100 80GB HBM3`` or ``AMD EPYC, 2 threads``."""
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    threads = torch.get_num_threads()
+    return f"{cpu}, {threads} CPU thread{'s' if threads > 1 else ''}"
 
 
 def new_run_dir(model_root: Path) -> Path:
@@ -176,4 +216,7 @@ def train(cfg: TrainConfig) -> TrainResult:
         tested = str(best) if best else None
         (test_metrics,) = trainer.test(module, datamodule=datamodule, ckpt_path=tested, weights_only=True)
         metrics.update(test_metrics)
-    return TrainResult(run_dir, best, metrics, trainer.current_epoch, fit_seconds)
+    result = TrainResult(run_dir, best, metrics, trainer.current_epoch, fit_seconds)
+    if trainer.is_global_zero:
+        result.save(cfg.seed)
+    return result

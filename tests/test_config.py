@@ -10,12 +10,28 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from conftest import REPO
-from mnist_cnn.config import RULES, ConfigError, TrainConfig, validate
+from mnist_cnn.config import RULES, ConfigError, ExportConfig, PredictConfig, TrainConfig, validate
 
 
-def _compose(*overrides: str) -> DictConfig:
+def _compose(*overrides: str, config: str = "train") -> DictConfig:
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose("train", overrides=list(overrides))
+        return compose(config, overrides=list(overrides))
+
+
+REQUIRED = {"train": (), "predict": ("inputs=digit.png",), "export": ("ckpt_path=model.ckpt",)}
+
+
+def _config_with(key: str) -> str:
+    """The root config (train, predict or export) whose schema has the dotted ``key``."""
+    for schema, name in ((TrainConfig, "train"), (PredictConfig, "predict"), (ExportConfig, "export")):
+        node = schema
+        for part in key.split("."):
+            if not dataclasses.is_dataclass(node) or part not in {item.name for item in dataclasses.fields(node)}:
+                break
+            node = typing.get_type_hints(node)[part]
+        else:
+            return name
+    raise AssertionError(f"no root config has {key}")
 
 
 def test_defaults_are_the_seed_base_config() -> None:
@@ -112,5 +128,6 @@ def test_every_range_checked_key_rejects_a_bad_value_saying_what_is_allowed(key:
     _, allowed = RULES[key]
     bad = "bogus" if allowed.startswith("one of") else -5
     with pytest.raises(ConfigError) as error:
-        validate(_compose(f"{key}={bad}"))
+        config = _config_with(key)
+        validate(_compose(f"{key}={bad}", *REQUIRED[config], config=config))
     assert str(error.value).startswith(f"{key}=") and allowed in str(error.value)

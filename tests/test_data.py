@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from mnist_cnn.augment import random_affine
-from mnist_cnn.data import MEAN, STD, MNISTDataModule, ensure_mnist, load_mnist, normalize, read_splits, resolve_root
+from mnist_cnn.data import MNISTDataModule, ensure_mnist, load_mnist, read_splits, resolve_root
+from mnist_cnn.pixels import MEAN, STD, normalize
 from mnist_cnn.idx import MNISTDataError
 
 

@@ -92,7 +92,7 @@ def test_killing_checkpoint_writes_never_leaves_a_broken_file(tmp_path: Path) ->
     writer = (
         "import sys, lightning as L\n"
         "from mnist_cnn import MNISTClassifier\n"
-        "from mnist_cnn.checkpoints import AtomicCheckpointIO\n"
+        "from mnist_cnn.checkpoint_io import AtomicCheckpointIO\n"
         "trainer = L.Trainer(accelerator='cpu', logger=False, plugins=[AtomicCheckpointIO()])\n"
         "trainer.strategy.connect(MNISTClassifier('resnet'))\n"
         "checkpoint = {'state_dict': trainer.lightning_module.state_dict(), 'hyper_parameters': {}}\n"

@@ -9,6 +9,8 @@ from typing import Any, Callable, TypeVar
 
 import torch.nn as nn
 
+from mnist_cnn.pretrained import PretrainedInfo, pretrained_info
+
 InputShape = tuple[int, int, int]
 ModelClass = TypeVar("ModelClass", bound=type[nn.Module])
 
@@ -27,6 +29,7 @@ class ModelInfo:
     input_shape: InputShape
     num_classes: int
     default_recipe: dict[str, Any]
+    pretrained: PretrainedInfo | None  # the shipped weights: measured test accuracy, loss, command, ...
 
 
 def register_model(name: str, description: str) -> Callable[[ModelClass], ModelClass]:
@@ -74,7 +77,7 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def get_model_info(name: str, input_shape: InputShape = (1, 28, 28), num_classes: int = 10) -> ModelInfo:
-    """Description, measured parameter count and default training recipe of a registered model."""
+    """Description, measured parameter count, default training recipe and shipped weights of a model."""
     model = create_model(name, input_shape=input_shape, num_classes=num_classes)
     return ModelInfo(
         name=name,
@@ -83,6 +86,7 @@ def get_model_info(name: str, input_shape: InputShape = (1, 28, 28), num_classes
         input_shape=input_shape,
         num_classes=num_classes,
         default_recipe=default_recipe(name),
+        pretrained=pretrained_info(name),
     )
 
 

@@ -1,0 +1,119 @@
+"""Turn a user's digit image (any size, either polarity) into a 28×28 MNIST-formatted uint8 array.
+
+MNIST's own recipe (LeCun et al.): the digit is size-normalised to fit a 20×20 box keeping its aspect
+ratio, anti-aliased, then placed in a 28×28 field so that its centre of mass sits at the centre.
+Written by hand because torchvision's transforms resize whole images, not the ink inside them.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+SIZE, BOX = 28, 20  # MNIST: a 20×20 box inside a 28×28 field
+INK_THRESHOLD = 0.2  # a pixel is ink when it is this far (of the full range) from the background
+
+
+def open_grayscale(path: str | os.PathLike[str]) -> Image.Image:
+    """Read an image file as 8-bit grayscale, transparent areas as white paper; ``ValueError`` if unreadable."""
+    try:
+        with Image.open(path) as image:
+            image = ImageOps.exif_transpose(image)  # phone photos store their rotation in EXIF
+            return flatten_alpha(image).convert("L")
+    except (OSError, UnidentifiedImageError) as error:
+        raise ValueError(f"not a readable image file ({type(error).__name__})") from None
+
+
+def flatten_alpha(image: Image.Image) -> Image.Image:
+    """Composite an image with transparency onto white, so transparent paper is not read as black ink."""
+    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba)
+    return image
+
+
+def to_mnist(image: ImageInput) -> np.ndarray:
+    """A (28, 28) uint8 array of white ink on black, centred like MNIST's digits.
+
+    ``image`` is a file path, a PIL image or an array (H×W grayscale or H×W×3 RGB). A (28, 28) uint8
+    array is taken as already MNIST-formatted and returned unchanged.
+    """
+    if isinstance(image, np.ndarray) and image.shape == (SIZE, SIZE) and image.dtype == np.uint8:
+        return image
+    pixels = _grayscale_pixels(image)
+    ink = _ink(pixels)
+    rows, cols = np.nonzero(ink > INK_THRESHOLD)
+    if len(rows) == 0:
+        raise ValueError("the image holds no digit: it is blank or has no contrast")
+    crop = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    return _centre_by_mass(_fit_box(crop))
+
+
+def _grayscale_pixels(image: ImageInput) -> np.ndarray:
+    if isinstance(image, (str, os.PathLike)):
+        image = open_grayscale(Path(image))
+    elif isinstance(image, Image.Image):
+        image = flatten_alpha(image).convert("L")
+    else:
+        array = np.asarray(image)
+        if array.ndim == 3 and array.shape[2] in (3, 4):
+            array = array[..., :3] @ np.array([0.299, 0.587, 0.114])  # ITU-R 601 luma, as PIL's "L"
+        if array.ndim != 2:
+            raise ValueError(f"an image array must be H×W or H×W×3, got shape {array.shape}")
+        if array.dtype != np.uint8 and array.size and array.max() <= 1.0:
+            array = array * 255.0  # floats in [0, 1]
+        return array.astype(np.float32)
+    return np.asarray(image, dtype=np.float32)
+
+
+def _ink(pixels: np.ndarray) -> np.ndarray:
+    """Ink intensity in [0, 1]: distance from the background level, read off the image border.
+
+    A light border means dark ink on paper (inverted, as MNIST is white on black).
+    """
+    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    background = float(np.median(border))
+    ink = background - pixels if background > 127.5 else pixels - background
+    ink = np.clip(ink, 0.0, None)
+    peak = float(ink.max())
+    return ink / peak if peak > 0 else ink
+
+
+def _fit_box(crop: np.ndarray) -> np.ndarray:
+    """Resize so the longer side is 20 pixels, keeping the aspect ratio (anti-aliased)."""
+    height, width = crop.shape
+    scale = BOX / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    resized = Image.fromarray(crop.astype(np.float32)).resize(size, Image.Resampling.LANCZOS)  # mode "F"
+    return np.clip(np.asarray(resized), 0.0, 1.0)
+
+
+def _centre_by_mass(digit: np.ndarray) -> np.ndarray:
+    """Paste ``digit`` into a 28×28 field so that its centre of mass lands on the field's centre."""
+    rows, cols = np.indices(digit.shape)
+    mass = digit.sum()
+    centre = (rows * digit).sum() / mass, (cols * digit).sum() / mass
+    top, left = round(SIZE / 2 - centre[0]), round(SIZE / 2 - centre[1])  # MNIST's mass centres average (14, 14)
+    top = min(max(top, 0), SIZE - digit.shape[0])  # keep the whole digit inside the field
+    left = min(max(left, 0), SIZE - digit.shape[1])
+    field = np.zeros((SIZE, SIZE), dtype=np.float32)
+    field[top : top + digit.shape[0], left : left + digit.shape[1]] = digit
+    return np.round(field * 255).astype(np.uint8)
+
+
+def image_files(pattern: str) -> list[Path]:
+    """The image files an input names: a file, a folder (searched recursively) or a glob; may be empty."""
+    path = Path(pattern).expanduser()
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(Path(match) for match in glob.glob(str(path), recursive=True) if Path(match).is_file())

@@ -1,0 +1,118 @@
+"""``python -m mnist_cnn.predict inputs=<files, folders or globs>``: classify a user's own digit images.
+
+Prints one row per image (file, digit, probability, top-k) and writes them to ``output`` (.csv or .json)
+when asked. An unreadable image gets one ``error:`` line, the others are still classified, and the
+command exits 1; bad options or checkpoints exit 2 before anything is read.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from mnist_cnn.config import PredictConfig, validate
+from mnist_cnn.errors import CheckpointError, ConfigError
+
+OUTPUT_SUFFIXES = (".csv", ".json")
+
+
+@dataclass
+class Row:
+    """One image's outcome: its prediction, or why it could not be read."""
+
+    file: str
+    digit: int | None = None
+    probability: float | None = None
+    top_k: list[tuple[int, float]] = field(default_factory=list)
+    error: str | None = None
+
+    def table_line(self, width: int) -> str:
+        if self.error:
+            return f"{self.file:<{width}}  error: {self.error}"
+        ranked = "  ".join(f"{digit}:{probability:.3f}" for digit, probability in self.top_k)
+        return f"{self.file:<{width}}  {self.digit:>5}  {self.probability:>11.4f}  {ranked}"
+
+
+def format_table(rows: list[Row], top_k: int) -> str:
+    width = max(len("file"), *(len(row.file) for row in rows))
+    header = f"{'file':<{width}}  digit  probability  top-{top_k}"
+    return "\n".join([header, *(row.table_line(width) for row in rows)])
+
+
+def serialise(rows: list[Row], suffix: str) -> str:
+    if suffix == ".json":
+        return json.dumps([asdict(row) for row in rows], indent=2) + "\n"
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["file", "digit", "probability", "top_k", "error"])
+    for row in rows:
+        ranked = " ".join(f"{digit}:{probability:.4f}" for digit, probability in row.top_k)
+        writer.writerow([row.file, row.digit, row.probability, ranked, row.error])
+    return buffer.getvalue()
+
+
+def predict_files(config: PredictConfig) -> list[Row]:
+    """Classify every image the inputs name; inputs that match nothing and unreadable files become error rows."""
+    import numpy as np
+    import torch
+
+    from mnist_cnn.checkpoints import load_network
+    from mnist_cnn.images import image_files, to_mnist
+    from mnist_cnn.prediction import classify
+    from mnist_cnn.pretrained import resolve_checkpoint
+
+    model = load_network(resolve_checkpoint(config.ckpt_path))
+    patterns = [config.inputs] if isinstance(config.inputs, str) else list(config.inputs)
+    rows, pixels = [], []
+    for pattern in patterns:
+        files = image_files(str(pattern))
+        if not files:
+            rows.append(Row(str(pattern), error="no such file or folder, and no file matches it as a glob"))
+        for path in files:
+            try:
+                pixels.append(to_mnist(path))
+            except ValueError as error:
+                rows.append(Row(str(path), error=str(error)))
+            else:
+                rows.append(Row(str(path)))
+    if pixels:
+        predictions = classify(model, torch.from_numpy(np.stack(pixels)), config.batch_size)
+        digits, probabilities = predictions.top_k(config.top_k)
+        readable = (row for row in rows if row.error is None)
+        for row, ranked_digits, ranked_probabilities in zip(readable, digits.tolist(), probabilities.tolist()):
+            row.top_k = [(digit, round(p, 6)) for digit, p in zip(ranked_digits, ranked_probabilities)]
+            row.digit, row.probability = row.top_k[0]
+    return rows
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
+def main(cfg: DictConfig) -> None:
+    try:
+        config: PredictConfig = validate(cfg)
+        if config.output is not None and Path(config.output).suffix not in OUTPUT_SUFFIXES:
+            raise ConfigError(f"output={config.output} is not allowed: use a .csv or .json file name")
+        rows = predict_files(config)
+    except (ConfigError, CheckpointError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    print(format_table(rows, config.top_k))
+    if config.output is not None:
+        output = Path(config.output)
+        output.write_text(serialise(rows, output.suffix))
+        print(f"\nwrote {len(rows)} rows to {output}")
+    failed = [row for row in rows if row.error]
+    for row in failed:
+        print(f"error: {row.file}: {row.error}", file=sys.stderr)
+    if failed:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
