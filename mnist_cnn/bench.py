@@ -4,6 +4,9 @@
 (b) a plain PyTorch loop over the whole dataset held as one in-memory tensor (no augmentation)
 (c) this project's path: ``MNISTDataModule`` + ``MNISTClassifier`` under ``lightning.Trainer`` (augmentation on)
 
+plus inference throughput of ``MNISTClassifier`` (eval mode, as ``predict`` and ``Evaluator`` run it) at batch 1
+and batch 1024.
+
 Each (model, pipeline) runs in its own process so peak memory is its own. Report ratios, not seconds:
 the seconds depend on the machine, the ratios measured in one run do much less.
 """
@@ -27,6 +30,7 @@ PIPELINES = {
     "b": "plain loop, in-memory tensors",
     "c": "mnist_cnn (Lightning)",
 }
+INFERENCE = "inference"
 
 
 def _plain_epoch(
@@ -45,8 +49,8 @@ def _plain_epoch(
 def _run_one(model_name: str, pipeline: str, batch_size: int, root: str | None, images: int) -> dict[str, float]:
     """Time one epoch over ``images`` training images (55k: all of them); returns seconds and images."""
     from mnist_cnn.data import ensure_mnist, read_splits
-    from mnist_cnn.pixels import MEAN, STD, normalize
     from mnist_cnn.models import create_model
+    from mnist_cnn.pixels import MEAN, STD, normalize
 
     torch.manual_seed(0)
     if pipeline == "c":
@@ -97,6 +101,23 @@ def _run_one(model_name: str, pipeline: str, batch_size: int, root: str | None, 
     return {"seconds": time.perf_counter() - start, "images": count}
 
 
+def _run_inference(model_name: str, images: int) -> dict[str, float]:
+    """Images per second classifying uint8 images (normalisation included) at batch 1 and 1024."""
+    from mnist_cnn.module import MNISTClassifier
+    from mnist_cnn.prediction import classify
+
+    torch.manual_seed(0)
+    model = MNISTClassifier(model_name).eval()
+    rates = {}
+    for batch_size, count in ((1, min(images, 1000)), (1024, max(images, 4096))):
+        pixels = torch.randint(0, 256, (count, 28, 28), dtype=torch.uint8)
+        classify(model, pixels[:batch_size], batch_size)  # warm-up: first-call allocations
+        start = time.perf_counter()
+        classify(model, pixels, batch_size)
+        rates[f"batch_{batch_size}"] = count / (time.perf_counter() - start)
+    return rates
+
+
 def _measure(
     model: str, pipeline: str, batch_size: int, root: str | None, images: int, repeats: int
 ) -> dict[str, float]:
@@ -109,7 +130,8 @@ def _measure(
     for _ in range(repeats):
         output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         runs.append(json.loads(output.strip().splitlines()[-1]))
-    return sorted(runs, key=lambda run: run["seconds"])[len(runs) // 2]
+    key = "seconds" if pipeline in PIPELINES else "batch_1024"
+    return sorted(runs, key=lambda run: run[key])[len(runs) // 2]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -120,18 +142,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--root", default=None, help="data root (default: $MNIST_DATA_DIR, else ./data)")
     parser.add_argument("--images", type=int, default=55_000, help="training images per epoch (default: all)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per measurement; the median is shown")
+    parser.add_argument("--no-inference", action="store_true", help="skip the inference throughput")
     parser.add_argument("--json", default=None, help="also write the results to this file")
     parser.add_argument("--one", nargs=2, metavar=("MODEL", "PIPELINE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.one:
-        result = _run_one(*args.one, args.batch_size, args.root, args.images)
+        model, pipeline = args.one
+        if pipeline == INFERENCE:
+            result = _run_inference(model, args.images)
+        else:
+            result = _run_one(model, pipeline, args.batch_size, args.root, args.images)
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
         return
 
     results = []
-    print(f"one training epoch, batch {args.batch_size}, {torch.get_num_threads()} CPU threads, median of {args.repeats}")
+    print(
+        f"one training epoch, batch {args.batch_size}, {torch.get_num_threads()} CPU threads, median of {args.repeats}"
+    )
     print(f"{'model':<11} {'pipeline':<32} {'epoch s':>8} {'images/s':>9} {'peak MB':>8}")
     for model in args.models.split(","):
         row = {"model": model, "batch_size": args.batch_size}
@@ -146,6 +175,12 @@ def main(argv: list[str] | None = None) -> None:
             if top in row and bottom in row:
                 row[f"{top}/{bottom}"] = row[top]["seconds"] / row[bottom]["seconds"]
                 print(f"{model:<11} ratio ({top})/({bottom}) = {row[f'{top}/{bottom}']:.2f}")
+        if not args.no_inference:
+            rates = _measure(model, INFERENCE, args.batch_size, args.root, args.images, args.repeats)
+            row[INFERENCE] = {key: value for key, value in rates.items() if key.startswith("batch_")}
+            print(
+                f"{model:<11} inference images/s: batch 1 {rates['batch_1']:.0f}, batch 1024 {rates['batch_1024']:.0f}"
+            )
         results.append(row)
     if args.json:
         with open(args.json, "w") as file:

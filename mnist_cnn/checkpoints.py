@@ -82,7 +82,7 @@ def load_network(path: str | os.PathLike[str]) -> nn.Module:
     checkpoint = read_checkpoint(path)
     saved = architecture(checkpoint["hyper_parameters"])
     prefix = "model."  # MNISTClassifier keeps the architecture in its ``model`` attribute
-    weights = {key[len(prefix):]: value for key, value in checkpoint["state_dict"].items() if key.startswith(prefix)}
+    weights = {key[len(prefix) :]: value for key, value in checkpoint["state_dict"].items() if key.startswith(prefix)}
     try:
         network = create_model(saved["model_name"], saved["input_shape"], saved["num_classes"], **saved["model_kwargs"])
         network.load_state_dict(weights)

@@ -129,6 +129,7 @@ class TrainConfig:
     callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     seed: Optional[int] = MISSING
+    batch_scale: int = MISSING
     ckpt_path: Optional[str] = MISSING
     checkpoint_root: str = MISSING
     test: bool = MISSING
@@ -214,6 +215,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "logger.name": _one_of("csv", "tensorboard"),
     "trainer.num_nodes": _POSITIVE,
     "optimized_metric": _one_of("best_val_acc", "test_acc"),
+    "batch_scale": _POSITIVE,
     "batch_size": _POSITIVE,
     "top_k": ((lambda value: 1 <= value <= 10), "a whole number in [1, 10]"),
     "format": _one_of("onnx"),

@@ -92,6 +92,12 @@ def read_splits(
     return MNISTSplits((images[train_idx], labels[train_idx]), (images[val_idx], labels[val_idx]), test)
 
 
+def read_test_split(root: str | os.PathLike[str] | None = None, download: bool = True) -> Split:
+    """The official 10k test images (uint8) and labels alone."""
+    folder = ensure_mnist(root, download)
+    return read_idx_pair(*(folder / name for name in FILES["test"]))
+
+
 def load_mnist(
     root: str | os.PathLike[str] | None = None, val_size: int = 5000, split_seed: int = 42, download: bool = True
 ) -> MNISTSplits:

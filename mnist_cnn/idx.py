@@ -23,7 +23,9 @@ def _read(path: Path, magic: int, header_ints: int) -> tuple[list[int], torch.Te
     raw = bytearray(path.read_bytes())
     found_magic = int.from_bytes(raw[:4], "big")
     if len(raw) >= 4 and found_magic != magic:
-        raise MNISTDataError(f"{path} is not an MNIST idx file: magic number {found_magic:#010x}, expected {magic:#010x}")
+        raise MNISTDataError(
+            f"{path} is not an MNIST idx file: magic number {found_magic:#010x}, expected {magic:#010x}"
+        )
     header_size = 4 * header_ints
     if len(raw) < header_size:
         raise MNISTDataError(f"{path} is truncated: {len(raw)} bytes, shorter than its {header_size}-byte header")

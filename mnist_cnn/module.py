@@ -57,7 +57,9 @@ class MNISTClassifier(L.LightningModule):
         accuracy = MetricCollection(
             {
                 "acc": MulticlassAccuracy(num_classes, average="micro", validate_args=False),
-                "top3_acc": MulticlassAccuracy(num_classes, top_k=min(3, num_classes), average="micro", validate_args=False),
+                "top3_acc": MulticlassAccuracy(
+                    num_classes, top_k=min(3, num_classes), average="micro", validate_args=False
+                ),
             }
         )
         self.accuracies = torch.nn.ModuleDict({f"{stage}_acc": accuracy.clone(prefix=f"{stage}_") for stage in STAGES})
@@ -124,7 +126,8 @@ class MNISTClassifier(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         hp = self.hparams
-        optimizer = build_optimizer(self.parameters(), hp.optimizer, hp.lr, hp.weight_decay, hp.momentum)
+        fused = self.device.type == "cuda"  # the model is on its device when Lightning calls this
+        optimizer = build_optimizer(self.parameters(), hp.optimizer, hp.lr, hp.weight_decay, hp.momentum, fused)
         max_epochs = self.trainer.max_epochs if self._trainer is not None else 1
         scheduler = build_scheduler(optimizer, hp.scheduler, hp.decay_epochs, hp.decay_rate, max_epochs)
         if scheduler is None:

@@ -15,15 +15,23 @@ SCHEDULERS = ("constant", "step", "exponential", "cosine")
 
 
 def build_optimizer(
-    params: Iterable[torch.nn.Parameter], name: str, lr: float, weight_decay: float, momentum: float
+    params: Iterable[torch.nn.Parameter],
+    name: str,
+    lr: float,
+    weight_decay: float,
+    momentum: float,
+    fused: bool = False,
 ) -> Optimizer:
-    """``weight_decay`` is L2 regularisation added to the gradient (Keras' ``l2`` regulariser, up to a factor 2)."""
+    """``weight_decay`` is L2 regularisation added to the gradient (Keras' ``l2`` regulariser, up to a factor 2).
+
+    ``fused`` (on a GPU) updates all parameters of Adam or SGD in one kernel instead of several per tensor.
+    """
     import torch
 
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay, momentum=momentum)
+        return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay, momentum=momentum, fused=fused or None)
     if name == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, weight_decay=weight_decay, momentum=momentum)
     raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")

@@ -68,7 +68,8 @@ def predict_files(config: PredictConfig) -> list[Row]:
     from mnist_cnn.prediction import classify
     from mnist_cnn.pretrained import resolve_checkpoint
 
-    model = load_network(resolve_checkpoint(config.ckpt_path))
+    # channels_last: NHWC convolutions run up to 2x faster on CPUs (see MNISTClassifier)
+    model = load_network(resolve_checkpoint(config.ckpt_path)).to(memory_format=torch.channels_last)
     patterns = [config.inputs] if isinstance(config.inputs, str) else list(config.inputs)
     rows, pixels = [], []
     for pattern in patterns:

@@ -37,9 +37,7 @@ def as_image_list(images: ImageInput | Sequence[ImageInput]) -> list[ImageInput]
     return list(images)
 
 
-def predict_images(
-    model: nn.Module, images: ImageInput | Sequence[ImageInput], batch_size: int = 1024
-) -> Predictions:
+def predict_images(model: nn.Module, images: ImageInput | Sequence[ImageInput], batch_size: int = 1024) -> Predictions:
     """Preprocess ``images`` like MNIST (see ``mnist_cnn.images.to_mnist``) and classify them with ``model``."""
     image_list = as_image_list(images)
     if not image_list:
@@ -56,7 +54,9 @@ def classify(model: nn.Module, pixels: torch.Tensor, batch_size: int = 1024) -> 
     device = next(model.parameters()).device
     try:
         batches = pixels.unsqueeze(1).split(batch_size)
-        probabilities = torch.cat([model(normalize(batch.to(device))).float().softmax(dim=1).cpu() for batch in batches])
+        probabilities = torch.cat(
+            [model(normalize(batch.to(device))).float().softmax(dim=1).cpu() for batch in batches]
+        )
     finally:
         model.train(was_training)
     return Predictions(probabilities.argmax(dim=1), probabilities)

@@ -119,7 +119,7 @@ def publish(run_dir: Path, directory: Path = PRETRAINED_DIR) -> PretrainedInfo:
     """
     from mnist_cnn.checkpoint_io import AtomicCheckpointIO
     from mnist_cnn.checkpoints import read_checkpoint
-    from mnist_cnn.data import MNISTDataModule
+    from mnist_cnn.data import read_test_split
     from mnist_cnn.evaluation import Evaluator
     from mnist_cnn.models import count_parameters
 
@@ -130,7 +130,7 @@ def publish(run_dir: Path, directory: Path = PRETRAINED_DIR) -> PretrainedInfo:
     AtomicCheckpointIO().save_checkpoint({key: checkpoint[key] for key in KEPT_KEYS}, target)
 
     model = load_pretrained_model(name, target)
-    metrics = Evaluator(model, MNISTDataModule(download=False)).evaluate()
+    metrics = Evaluator(model, read_test_split(download=False)).evaluate()
     info = PretrainedInfo(
         file=target.name,
         sha256=file_sha256(target),

@@ -1,8 +1,9 @@
 """Hydra multirun: each job records its outcome beside its log; a Hydra callback tabulates the sweep.
 
 A job that fails (bad value, data error, non-finite metrics, any exception) is recorded as failed and
-returns None (Optuna then marks the trial failed), so the launcher and sweeper go on with the other jobs; ``SweepSummary`` then writes
-``summary.csv`` and ``summary.md`` to the sweep dir, prints the table, and exits 1 when a job failed.
+returns None (Optuna then marks the trial failed), so the launcher and sweeper go on with the other jobs;
+``SweepSummary`` then writes ``summary.csv`` and ``summary.md`` to the sweep dir, prints the table, and
+exits 1 when a job failed.
 """
 
 from __future__ import annotations
@@ -86,7 +87,9 @@ def run_job(cfg: DictConfig, fit: Callable[[DictConfig], Any]) -> float | None:
         value = result.metrics[cfg.optimized_metric]
         log.info(result.summary())
         record.status = "ok"
-        record.best_val_acc, record.test_acc = (_rounded(result.metrics.get(name)) for name in ("best_val_acc", "test_acc"))
+        record.best_val_acc, record.test_acc = (
+            _rounded(result.metrics.get(name)) for name in ("best_val_acc", "test_acc")
+        )
     except (ConfigError, MNISTDataError, FloatingPointError) as error:
         record.error = f"{type(error).__name__}: {error}"
         log.error(f"job {record.job} failed: {error}")
@@ -120,7 +123,10 @@ def ranked(records: list[JobRecord], metric: str) -> list[JobRecord]:
 
 def markdown(records: list[JobRecord]) -> str:
     names = [field.name for field in fields(JobRecord)]
-    cells = [["" if getattr(r, name) is None else str(getattr(r, name)).replace("|", "\\|") for name in names] for r in records]
+    cells = [
+        ["" if getattr(r, name) is None else str(getattr(r, name)).replace("|", "\\|") for name in names]
+        for r in records
+    ]
     lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells]) + "\n"
 
@@ -148,5 +154,7 @@ class SweepSummary(Callback):
         print(f"\n{md_path.read_text()}\nsweep summary: {csv_path} and {md_path}")
         failed = sum(record.status != "ok" for record in records)
         if failed:
-            print(f"error: {failed} of {len(records)} jobs failed (see the error column of {csv_path})", file=sys.stderr)
+            print(
+                f"error: {failed} of {len(records)} jobs failed (see the error column of {csv_path})", file=sys.stderr
+            )
             sys.exit(1)

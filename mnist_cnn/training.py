@@ -12,10 +12,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-import torch
 from omegaconf import OmegaConf
 
 from mnist_cnn.callbacks import GracefulInterrupt, RandomState
@@ -94,7 +94,9 @@ def machine_description() -> str:
     cpu = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        names = [
+            line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")
+        ]
         cpu = names[0] if names else cpu
     threads = torch.get_num_threads()
     return f"{cpu}, {threads} CPU thread{'s' if threads > 1 else ''}"
@@ -137,7 +139,7 @@ def build_module(cfg: TrainConfig) -> MNISTClassifier:
             model_name=cfg.model.name,
             model_kwargs=cfg.model.kwargs(),
             optimizer=cfg.optimizer.name,
-            lr=cfg.optimizer.lr,
+            lr=cfg.optimizer.lr * cfg.batch_scale,  # the linear scaling rule, with the batch below
             weight_decay=cfg.optimizer.weight_decay,
             momentum=cfg.optimizer.momentum,
             scheduler=cfg.scheduler.name,
@@ -146,6 +148,11 @@ def build_module(cfg: TrainConfig) -> MNISTClassifier:
         )
     except ValueError as error:
         raise ConfigError(f"invalid options for model {cfg.model.name}: {error}") from None
+
+
+def build_datamodule(cfg: TrainConfig) -> MNISTDataModule:
+    """The data for ``cfg``, its training batch scaled by ``batch_scale`` like the learning rate."""
+    return MNISTDataModule(**{**asdict(cfg.data), "batch_size": cfg.data.batch_size * cfg.batch_scale})
 
 
 def build_logger(cfg: TrainConfig, run_dir: Path) -> Logger:
@@ -159,7 +166,11 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, interrupt: GracefulInterrupt)
     history = run_dir if cfg.logger.name == "csv" else None
     report = EvaluationReport(run_dir / "evaluation", history=history)
     callbacks: list[L.Callback] = [
-        checkpoint, LearningRateMonitor(logging_interval="epoch"), report, interrupt, RandomState()
+        checkpoint,
+        LearningRateMonitor(logging_interval="epoch"),
+        report,
+        interrupt,
+        RandomState(),
     ]
     early_stopping = asdict(cfg.callbacks.early_stopping)
     if early_stopping.pop("enabled"):
@@ -182,7 +193,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     module = build_module(cfg)
     if resume is not None:
         check_resumable(resume, dict(module.hparams))
-    datamodule = MNISTDataModule(**asdict(cfg.data))
+    datamodule = build_datamodule(cfg)
     datamodule.prepare_data()
     datamodule.setup("fit")  # reads and checks every file before anything is created
 

@@ -43,7 +43,9 @@ def fake_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def real_root() -> Path:
     """The real MNIST root ($MNIST_DATA_DIR or ../shared/data beside the repo); skips when absent."""
     for candidate in (os.environ.get("MNIST_DATA_DIR"), REPO.parent / "shared" / "data"):
-        if candidate and all((Path(candidate) / "MNIST" / "raw" / name).is_file() for pair in FILES.values() for name in pair):
+        if candidate and all(
+            (Path(candidate) / "MNIST" / "raw" / name).is_file() for pair in FILES.values() for name in pair
+        ):
             return Path(candidate)
     pytest.skip("real MNIST files not found: set MNIST_DATA_DIR to a folder holding MNIST/raw/")
 

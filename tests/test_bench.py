@@ -21,3 +21,5 @@ def test_bench_compares_the_three_pipelines_and_writes_json(tmp_path: Path) -> N
     assert row["c/b"] == row["c"]["seconds"] / row["b"]["seconds"]
     assert row["a/c"] == row["a"]["seconds"] / row["c"]["seconds"]
     assert "ratio (c)/(b)" in result.stdout and "ratio (a)/(c)" in result.stdout
+    assert set(row["inference"]) == {"batch_1", "batch_1024"} and min(row["inference"].values()) > 0
+    assert "inference images/s: batch 1 " in result.stdout

@@ -6,11 +6,12 @@ import dataclasses
 import typing
 
 import pytest
+from conftest import REPO
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from conftest import REPO
 from mnist_cnn.config import RULES, ConfigError, ExportConfig, PredictConfig, TrainConfig, validate
+from mnist_cnn.training import build_datamodule, build_module
 
 
 def _compose(*overrides: str, config: str = "train") -> DictConfig:
@@ -65,9 +66,12 @@ def test_command_line_overrides_win_over_the_recipe() -> None:
     assert (cfg.optimizer.name, cfg.optimizer.lr, cfg.data.batch_size) == ("adam", 0.003, 32)
 
 
-def test_gpu_trainer_uses_bf16_mixed_precision() -> None:
-    cfg = validate(_compose("trainer=gpu"))
-    assert (cfg.trainer.accelerator, cfg.trainer.precision) == ("gpu", "bf16-mixed")
+def test_gpu_trainer_uses_bf16_mixed_precision_and_scaled_batches() -> None:
+    cfg = validate(_compose("trainer=gpu", "model=lenet5"))
+    assert (cfg.trainer.accelerator, cfg.trainer.precision, cfg.batch_scale) == ("gpu", "bf16-mixed", 8)
+    assert build_datamodule(cfg).hparams.batch_size == 8 * 64  # the recipe's batch, scaled
+    assert build_module(cfg).hparams.lr == pytest.approx(8 * 0.01)  # and its learning rate with it
+    assert validate(_compose("trainer=ddp")).trainer.strategy == "ddp"
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,8 @@ import torch
 
 from mnist_cnn.augment import random_affine
 from mnist_cnn.data import MNISTDataModule, ensure_mnist, load_mnist, read_splits, resolve_root
-from mnist_cnn.pixels import MEAN, STD, normalize
 from mnist_cnn.idx import MNISTDataError
+from mnist_cnn.pixels import MEAN, STD, normalize
 
 
 def test_root_comes_from_argument_then_environment_then_cwd(monkeypatch: pytest.MonkeyPatch) -> None:

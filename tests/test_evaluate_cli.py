@@ -9,9 +9,9 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from conftest import run_cli
 from lightning.pytorch.loggers import CSVLogger
 
-from conftest import run_cli
 from mnist_cnn import MNISTClassifier, MNISTDataModule
 from mnist_cnn.evaluation import Evaluator
 

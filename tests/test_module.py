@@ -79,7 +79,9 @@ def test_optimizers_apply_lr_decay_and_momentum(name: str) -> None:
 )
 def test_schedules_follow_their_formula(name: str, lr_after_epochs: list[float]) -> None:
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    scheduler = build_scheduler(optimizer, name, decay_epochs=2, decay_rate=0.5, max_epochs=3 if name == "cosine" else 10)
+    scheduler = build_scheduler(
+        optimizer, name, decay_epochs=2, decay_rate=0.5, max_epochs=3 if name == "cosine" else 10
+    )
     seen = []
     for _ in range(5):
         seen.append(optimizer.param_groups[0]["lr"])

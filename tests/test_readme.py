@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import REPO, write_fake_mnist
 
 
@@ -25,7 +24,9 @@ def test_notebook_snippet_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     namespace: dict = {}
     exec(compile(_snippet(), "README.md", "exec"), namespace)
     assert (tmp_path / "lenet5.ckpt").is_file()
-    assert namespace["predicted"].shape == (8,) and namespace["trainer"].global_step == 16  # 1,000 training images in batches of 64
+    assert (
+        namespace["predicted"].shape == (8,) and namespace["trainer"].global_step == 16
+    )  # 1,000 training images in batches of 64
     images = namespace["images"][:8]
     namespace["model"].eval()
     with torch.no_grad():

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import run_cli
+
 from mnist_cnn.data import read_splits
 
 pytestmark = pytest.mark.real_data

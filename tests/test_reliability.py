@@ -13,9 +13,9 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from conftest import REPO, run_cli, write_fake_mnist
 from packaging.requirements import Requirement
 
-from conftest import REPO, run_cli, write_fake_mnist
 from mnist_cnn import MNISTClassifier, MNISTDataModule
 from mnist_cnn.module import NonFiniteLossError
 
@@ -130,7 +130,11 @@ class PoisonWeights(L.Callback):
 def test_divergence_keeps_the_last_good_checkpoint(fake_root: Path, tmp_path: Path) -> None:
     checkpoint = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True)
     trainer = L.Trainer(
-        accelerator="cpu", max_epochs=3, logger=False, enable_progress_bar=False, callbacks=[checkpoint, PoisonWeights()]
+        accelerator="cpu",
+        max_epochs=3,
+        logger=False,
+        enable_progress_bar=False,
+        callbacks=[checkpoint, PoisonWeights()],
     )
     with pytest.raises(NonFiniteLossError, match=r"at epoch 1, step 8"):
         trainer.fit(MNISTClassifier("lenet5"), datamodule=MNISTDataModule(root=str(fake_root), val_size=100))
@@ -177,9 +181,18 @@ def test_truncated_checkpoint_is_refused(lenet5_checkpoint: Path, fake_root: Pat
     assert result.returncode == 2 and f"error: {truncated} is not a readable checkpoint: truncated" in result.stderr
 
 
-def test_checkpoint_of_another_architecture_is_refused(lenet5_checkpoint: Path, fake_root: Path, tmp_path: Path) -> None:
+def test_checkpoint_of_another_architecture_is_refused(
+    lenet5_checkpoint: Path, fake_root: Path, tmp_path: Path
+) -> None:
     overrides = [item for item in QUICK if item != "model=lenet5"]
-    result = run_cli("mnist_cnn.train", *overrides, "model=simple_cnn", f"ckpt_path={lenet5_checkpoint}", cwd=tmp_path, data_root=fake_root)
+    result = run_cli(
+        "mnist_cnn.train",
+        *overrides,
+        "model=simple_cnn",
+        f"ckpt_path={lenet5_checkpoint}",
+        cwd=tmp_path,
+        data_root=fake_root,
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "holds a different model (model_name: 'lenet5' saved, 'simple_cnn' asked" in result.stderr
     assert "resume it with model=lenet5" in result.stderr

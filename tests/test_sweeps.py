@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from conftest import run_cli
+
 from mnist_cnn.data import load_mnist
 from mnist_cnn.module import MNISTClassifier
 
@@ -58,14 +58,23 @@ def test_optuna_search_tunes_lr_batch_size_dropout_and_weight_decay(fake_root: P
     result, sweep_dir, rows = _sweep(tmp_path, "hparams_search=optuna", "hydra.sweeper.n_trials=2", data_root=fake_root)
     assert result.returncode == 0, result.stderr
     best = yaml.safe_load((sweep_dir / "optimization_results.yaml").read_text())
-    assert set(best["best_params"]) == {"optimizer.lr", "data.batch_size", "model.dropout_rate", "optimizer.weight_decay"}
+    assert set(best["best_params"]) == {
+        "optimizer.lr",
+        "data.batch_size",
+        "model.dropout_rate",
+        "optimizer.weight_decay",
+    }
     assert best["best_value"] == pytest.approx(max(float(row["best_val_acc"]) for row in rows), abs=1e-4)
     assert len(rows) == 2 and all("model.dropout_rate=" in row["overrides"] for row in rows)
 
 
-@pytest.mark.parametrize(("launcher", "log_line"), [("joblib", "Joblib.Parallel(n_jobs=2"), ("submitit_local", "Submitit")])
+@pytest.mark.parametrize(
+    ("launcher", "log_line"), [("joblib", "Joblib.Parallel(n_jobs=2"), ("submitit_local", "Submitit")]
+)
 def test_launchers_run_the_jobs_of_a_sweep(launcher: str, log_line: str, fake_root: Path, tmp_path: Path) -> None:
-    pytest.importorskip(f"hydra_plugins.hydra_{launcher.split('_')[0]}_launcher", reason='needs pip install -e ".[sweep]"')
+    pytest.importorskip(
+        f"hydra_plugins.hydra_{launcher.split('_')[0]}_launcher", reason='needs pip install -e ".[sweep]"'
+    )
     overrides = ("-m", f"hydra/launcher={launcher}", "model=lenet5,simple_cnn")
     if launcher == "joblib":
         overrides += ("hydra.launcher.n_jobs=2",)
@@ -86,7 +95,11 @@ def test_ddp_on_two_cpu_processes_logs_the_accuracy_of_the_whole_validation_set(
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     (run_dir,) = (tmp_path / "checkpoints" / "simple_cnn").iterdir()  # one run dir, not one per process
-    (logged,) = [float(row["val_acc"]) for row in csv.DictReader((run_dir / "csv/version_0/metrics.csv").open()) if row["val_acc"]]
+    (logged,) = [
+        float(row["val_acc"])
+        for row in csv.DictReader((run_dir / "csv/version_0/metrics.csv").open())
+        if row["val_acc"]
+    ]
     model = MNISTClassifier.load_from_checkpoint(run_dir / "best.ckpt", map_location="cpu").eval()
     _, (images, labels), _ = load_mnist(fake_root, val_size=100)
     with torch.no_grad():

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import run_cli
+
 from mnist_cnn.training import new_run_dir
 
 QUICK = ("trainer.max_epochs=1", "trainer.enable_progress_bar=false", "data.val_size=100")
@@ -32,7 +32,9 @@ def _validated_epochs(run_dir: Path) -> list[int]:
 
 @pytest.mark.parametrize("model", ["simple_cnn", "lenet5", "resnet", "custom_cnn"])
 def test_each_model_trains_checkpoints_and_tests(model: str, fake_root: Path, tmp_path: Path) -> None:
-    result = run_cli("mnist_cnn.train", f"model={model}", *QUICK, "trainer.limit_train_batches=20", cwd=tmp_path, data_root=fake_root)
+    result = run_cli(
+        "mnist_cnn.train", f"model={model}", *QUICK, "trainer.limit_train_batches=20", cwd=tmp_path, data_root=fake_root
+    )
     assert result.returncode == 0, result.stderr
     (run_dir,) = _run_dirs(tmp_path, model)
     assert {"best.ckpt", "last.ckpt", "config.yaml"} <= {path.name for path in run_dir.iterdir()}
@@ -41,7 +43,13 @@ def test_each_model_trains_checkpoints_and_tests(model: str, fake_root: Path, tm
     assert checkpoint["hyper_parameters"]["model_name"] == model
     assert any(row.get("val_acc") for row in _metrics(run_dir))
     report = {path.name for path in (run_dir / "evaluation").iterdir()}
-    assert {"metrics.json", "per_class.csv", "confusion_matrix.png", "misclassified.png", "training_history.png"} <= report
+    assert {
+        "metrics.json",
+        "per_class.csv",
+        "confusion_matrix.png",
+        "misclassified.png",
+        "training_history.png",
+    } <= report
 
 
 @pytest.mark.parametrize(
@@ -84,7 +92,13 @@ def test_resume_continues_the_latest_run_in_its_directory(fake_root: Path, tmp_p
     assert first.returncode == 0, first.stderr
     (run_dir,) = _run_dirs(tmp_path, "lenet5")
     resumed = run_cli(
-        "mnist_cnn.train", "model=lenet5", *QUICK, "trainer.max_epochs=2", "ckpt_path=last", cwd=tmp_path, data_root=fake_root
+        "mnist_cnn.train",
+        "model=lenet5",
+        *QUICK,
+        "trainer.max_epochs=2",
+        "ckpt_path=last",
+        cwd=tmp_path,
+        data_root=fake_root,
     )
     assert resumed.returncode == 0, resumed.stderr
     assert _run_dirs(tmp_path, "lenet5") == [run_dir]
@@ -117,7 +131,9 @@ def test_run_directories_are_unique_even_within_one_second(tmp_path: Path) -> No
 
 
 def test_tensorboard_logger_writes_event_files_in_the_run_dir(fake_root: Path, tmp_path: Path) -> None:
-    result = run_cli("mnist_cnn.train", "model=lenet5", "logger=tensorboard", *QUICK, "test=false", cwd=tmp_path, data_root=fake_root)
+    result = run_cli(
+        "mnist_cnn.train", "model=lenet5", "logger=tensorboard", *QUICK, "test=false", cwd=tmp_path, data_root=fake_root
+    )
     assert result.returncode == 0, result.stderr
     (run_dir,) = _run_dirs(tmp_path, "lenet5")
     assert list(run_dir.glob("tensorboard/version_0/events.out.tfevents.*")) and not (run_dir / "csv").exists()

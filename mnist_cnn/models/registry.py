@@ -56,9 +56,7 @@ def _model_class(name: str) -> type[nn.Module]:
     return _MODELS[name]
 
 
-def create_model(
-    name: str, input_shape: InputShape = (1, 28, 28), num_classes: int = 10, **kwargs: Any
-) -> nn.Module:
+def create_model(name: str, input_shape: InputShape = (1, 28, 28), num_classes: int = 10, **kwargs: Any) -> nn.Module:
     """Build a registered architecture; ``kwargs`` are its own options (e.g. ``dropout_rate``)."""
     cls = _model_class(name)
     accepted = set(inspect.signature(cls).parameters) - {"input_shape", "num_classes"}

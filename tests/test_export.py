@@ -1,0 +1,37 @@
+"""``python -m mnist_cnn.export``: an ONNX file that onnxruntime runs with PyTorch's answers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import run_cli
+
+from mnist_cnn.checkpoints import load_network
+from mnist_cnn.data import read_test_split
+from mnist_cnn.pixels import normalize
+from mnist_cnn.pretrained import verified_checkpoint
+
+ort = pytest.importorskip("onnxruntime", reason='needs the export extra: pip install -e ".[export]"')
+
+
+def test_onnx_logits_match_pytorch(fake_root: Path, tmp_path: Path) -> None:
+    result = run_cli("mnist_cnn.export", "ckpt_path=simple_cnn", "output=digits.onnx", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    images, _ = read_test_split(fake_root)
+    inputs = normalize(images[:100])
+    with torch.inference_mode():
+        expected = load_network(verified_checkpoint("simple_cnn"))(inputs).numpy()
+    session = ort.InferenceSession(str(tmp_path / "digits.onnx"), providers=["CPUExecutionProvider"])
+    for batch in (inputs, inputs[:1]):  # the batch dimension is dynamic
+        (logits,) = session.run(None, {"images": batch.numpy()})
+        np.testing.assert_allclose(logits, expected[: len(batch)], atol=1e-4, rtol=0)
+
+
+def test_bad_output_name_is_refused(tmp_path: Path) -> None:
+    result = run_cli("mnist_cnn.export", "ckpt_path=simple_cnn", "output=model.pt", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "output=model.pt is not allowed: use a file name ending in .onnx" in result.stderr
+    assert list(tmp_path.iterdir()) == []

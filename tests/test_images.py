@@ -1,0 +1,91 @@
+"""MNIST preprocessing of a user's images: polarity, crop, 20×20 fit, centre of mass, file reading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mnist_cnn.images import image_files, to_mnist
+
+
+def _centre_of_mass(pixels: np.ndarray) -> tuple[float, float]:
+    rows, cols = np.indices(pixels.shape)
+    mass = pixels.sum()
+    return (rows * pixels).sum() / mass, (cols * pixels).sum() / mass
+
+
+def _ink_box(pixels: np.ndarray, level: int = 128) -> tuple[int, int]:
+    rows, cols = np.nonzero(pixels > level)
+    return rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
+
+
+def _bar_on_paper(
+    size: tuple[int, int] = (300, 200), box: tuple[int, int, int, int] = (30, 40, 70, 140)
+) -> Image.Image:
+    """Black ink (a 40×100 bar) on white paper, off centre."""
+    image = Image.new("L", size, 255)
+    image.paste(0, box)
+    return image
+
+
+def test_dark_ink_on_paper_becomes_white_on_black_fitted_and_centred() -> None:
+    pixels = to_mnist(_bar_on_paper())
+    assert pixels.shape == (28, 28) and pixels.dtype == np.uint8
+    assert pixels[0, 0] == 0 and pixels.max() == 255  # inverted: the paper is black, the ink white
+    height, width = _ink_box(pixels)
+    assert height == 20 and width == 8  # the longer side fills the 20-pixel box; the 2:5 aspect ratio is kept
+    row, col = _centre_of_mass(pixels.astype(float))
+    assert abs(row - 14) <= 0.5 and abs(col - 14) <= 0.5
+
+
+def test_light_ink_on_dark_background_is_not_inverted() -> None:
+    dark = Image.eval(_bar_on_paper(), lambda value: 255 - value)
+    np.testing.assert_array_equal(to_mnist(dark), to_mnist(_bar_on_paper()))
+
+
+def test_transparent_background_counts_as_paper() -> None:
+    ink = np.zeros((120, 120, 4), dtype=np.uint8)
+    ink[30:90, 50:70, 3] = 255  # opaque black bar on a fully transparent (black, alpha 0) field
+    expected = np.zeros((120, 120), dtype=np.uint8) + 255
+    expected[30:90, 50:70] = 0
+    np.testing.assert_array_equal(to_mnist(Image.fromarray(ink, "RGBA")), to_mnist(Image.fromarray(expected)))
+
+
+def test_arrays_of_any_kind_match_the_pil_image() -> None:
+    paper = _bar_on_paper()
+    expected = to_mnist(paper)
+    gray = np.asarray(paper)
+    np.testing.assert_array_equal(to_mnist(gray), expected)
+    np.testing.assert_array_equal(to_mnist(gray / 255.0), expected)
+    np.testing.assert_array_equal(to_mnist(np.stack([gray] * 3, axis=-1)), expected)
+
+
+def test_a_28x28_uint8_array_is_taken_as_mnist_formatted() -> None:
+    digit = np.zeros((28, 28), dtype=np.uint8)
+    digit[2:6, 2:6] = 200  # off centre: preprocessing would move it
+    assert to_mnist(digit) is digit
+
+
+def test_a_blank_image_is_refused() -> None:
+    with pytest.raises(ValueError, match="no digit"):
+        to_mnist(Image.new("L", (50, 50), 255))
+
+
+def test_unreadable_file_is_one_clear_error(tmp_path: Path) -> None:
+    broken = tmp_path / "digit.png"
+    broken.write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="not a readable image file"):
+        to_mnist(broken)
+
+
+def test_inputs_expand_files_folders_and_globs(tmp_path: Path) -> None:
+    for name in ("a.png", "b.JPG", "notes.txt", "deeper/c.bmp"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    assert [path.name for path in image_files(str(tmp_path))] == ["a.png", "b.JPG", "c.bmp"]
+    assert [path.name for path in image_files(str(tmp_path / "*.png"))] == ["a.png"]
+    assert image_files(str(tmp_path / "notes.txt")) == [tmp_path / "notes.txt"]  # named explicitly: tried
+    assert image_files(str(tmp_path / "missing*.png")) == []

@@ -1,0 +1,121 @@
+"""Predicting a user's own image files: ``python -m mnist_cnn.predict`` and ``predict_images``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import run_cli
+from PIL import Image, ImageFilter
+
+from mnist_cnn import MNISTClassifier
+from mnist_cnn.data import read_splits
+from mnist_cnn.evaluation import Evaluator
+from mnist_cnn.pretrained import read_manifest
+
+# (canvas size, digit height, top-left corner, stroke filter, file format)
+STYLES = [
+    ((100, 100), 70, (15, 12), None, "png"),
+    ((300, 200), 120, (20, 60), None, "jpg"),  # off centre on a wide page
+    ((300, 200), 90, (190, 10), ImageFilter.MaxFilter(7), "png"),  # thick strokes, top right
+    ((64, 80), 40, (10, 30), ImageFilter.MinFilter(3), "bmp"),  # thin strokes, small image
+]
+
+
+def render_on_paper(digit: np.ndarray, canvas: tuple[int, int], height: int, corner: tuple[int, int],
+                    stroke: ImageFilter.Filter | None) -> Image.Image:  # fmt: skip
+    """An MNIST digit redrawn as black ink on white paper: cropped, scaled to ``height``, pasted at ``corner``."""
+    rows, cols = np.nonzero(digit)
+    ink = Image.fromarray(digit[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1])
+    ink = ink.resize((max(1, round(ink.width * height / ink.height)), height), Image.Resampling.BICUBIC)
+    if stroke is not None:
+        ink = ink.filter(stroke)
+    page = Image.new("L", canvas, 255)
+    page.paste(Image.eval(ink, lambda value: 255 - value), corner)
+    return page
+
+
+@pytest.fixture(scope="module")
+def shipped() -> set[str]:
+    return set(read_manifest())
+
+
+@pytest.mark.real_data
+def test_pretrained_simple_cnn_reads_rendered_test_digits(real_root: Path, shipped: set[str], tmp_path: Path) -> None:
+    """200 test digits as black-on-white files of several sizes, positions, strokes and formats: >= 95 % right."""
+    if "simple_cnn" not in shipped:
+        pytest.fail("checkpoints/pretrained/simple_cnn.ckpt is not shipped")
+    _, _, (images, labels) = read_splits(real_root, download=False)
+    for index in range(200):
+        canvas, height, corner, stroke, suffix = STYLES[index % len(STYLES)]
+        page = render_on_paper(images[index, 0].numpy(), canvas, height, corner, stroke)
+        page.save(tmp_path / f"{index:03d}_{labels[index]}.{suffix}")
+    result = run_cli(
+        "mnist_cnn.predict", "ckpt_path=simple_cnn", f"inputs={tmp_path}", "output=predictions.json", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    rows = json.loads((tmp_path / "predictions.json").read_text())
+    assert len(rows) == 200
+    correct = sum(row["digit"] == int(Path(row["file"]).stem.split("_")[1]) for row in rows)
+    assert correct >= 190, f"{correct} of 200 right"
+
+
+def test_unreadable_and_missing_inputs_fail_alone(shipped: set[str], tmp_path: Path) -> None:
+    digits = tmp_path / "digits"
+    digits.mkdir()
+    render_on_paper(np.eye(28, dtype=np.uint8) * 255, (60, 60), 40, (10, 10), None).save(digits / "one.png")
+    (digits / "broken.png").write_bytes(b"not an image")
+    result = run_cli(
+        "mnist_cnn.predict",
+        "ckpt_path=lenet5",
+        f"inputs=[{digits},{tmp_path}/missing*.png]",
+        "output=out.csv",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"error: {digits / 'broken.png'}: not a readable image file (UnidentifiedImageError)",
+        f"error: {tmp_path}/missing*.png: no such file or folder, and no file matches it as a glob",
+    ]
+    assert f"{digits / 'one.png'}  " in result.stdout and "Traceback" not in result.stderr
+    lines = (tmp_path / "out.csv").read_text().splitlines()
+    assert lines[0] == "file,digit,probability,top_k,error" and len(lines) == 4
+    good = lines[2].split(",")  # sorted: broken.png, one.png
+    assert good[0].endswith("one.png") and good[1].isdigit() and 0 < float(good[2]) <= 1 and len(good[3].split()) == 3
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("output=predictions.txt", "output=predictions.txt is not allowed: use a .csv or .json file name"),
+        ("ckpt_path=nope", "ckpt_path=nope: no such file, nor a pretrained model name"),
+        ("top_k=11", "top_k=11 is not allowed"),
+    ],
+)
+def test_bad_options_stop_before_reading_anything(override: str, message: str, tmp_path: Path) -> None:
+    result = run_cli("mnist_cnn.predict", f"inputs={tmp_path}", override, cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []  # no outputs/ folder, no file
+
+
+def test_predict_images_takes_paths_pil_images_and_arrays(fake_root: Path, tmp_path: Path) -> None:
+    model = MNISTClassifier.from_pretrained("lenet5")
+    _, _, (images, labels) = read_splits(fake_root, val_size=100, download=False)
+    stack = images[:40, 0].numpy()
+    # (N, 28, 28) uint8 is MNIST-formatted already: the same answers as scoring the tensors directly
+    predictions = model.predict_images(stack)
+    expected = Evaluator(model, (images[:40], labels[:40])).probabilities
+    np.testing.assert_allclose(predictions.probabilities.numpy(), expected.numpy(), atol=1e-6)
+    assert predictions.labels.tolist() == expected.argmax(dim=1).tolist()
+
+    page = render_on_paper(stack[0], (90, 90), 60, (12, 20), None)
+    page.save(tmp_path / "digit.png")
+    mixed = model.predict_images([tmp_path / "digit.png", page, np.asarray(page)])
+    assert mixed.probabilities.shape == (3, 10)
+    np.testing.assert_allclose(mixed.probabilities.sum(dim=1).numpy(), 1.0, atol=1e-5)
+    assert len(set(mixed.labels.tolist())) == 1  # one page, three ways in: one answer
+    digits, probabilities = mixed.top_k(3)
+    assert digits[:, 0].tolist() == mixed.labels.tolist() and (probabilities[:, :-1] >= probabilities[:, 1:]).all()

@@ -1,0 +1,98 @@
+"""The shipped weights in checkpoints/pretrained/: their figures re-measured, checksums enforced, publishing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from mnist_cnn import MNISTClassifier, MNISTDataModule, get_model_info, list_models, load_pretrained_model
+from mnist_cnn.data import read_test_split
+from mnist_cnn.errors import CheckpointError
+from mnist_cnn.evaluation import Evaluator
+from mnist_cnn.models import count_parameters
+from mnist_cnn.pretrained import KEPT_KEYS, PRETRAINED_DIR, file_sha256, publish, read_manifest, verified_checkpoint
+from mnist_cnn.training import TrainResult
+
+SHIPPED = read_manifest()
+
+
+def test_every_architecture_is_shipped_with_its_recipe() -> None:
+    assert sorted(SHIPPED) == list_models()
+    repo = PRETRAINED_DIR.parents[1]
+    for name, info in SHIPPED.items():
+        assert f"experiment={name}_best" in info.command
+        assert (repo / "conf" / "experiment" / f"{name}_best.yaml").is_file()
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_weights_score_their_manifest_figures(name: str, real_root: Path) -> None:
+    model = load_pretrained_model(name)
+    metrics = Evaluator(model, MNISTDataModule(root=str(real_root), download=False)).evaluate()
+    info = SHIPPED[name]
+    assert abs(metrics["accuracy"] - info.test_acc) <= 0.0001  # within 0.01 percentage points
+    assert metrics["loss"] == pytest.approx(info.test_loss, abs=1e-4)
+    assert count_parameters(model) == info.num_parameters
+    assert dict(model.hparams.model_kwargs or {}) == info.model_kwargs
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_files_hold_weights_and_hparams_only(name: str) -> None:
+    path = verified_checkpoint(name)
+    assert set(torch.load(path, weights_only=True)) == set(KEPT_KEYS)
+    model = MNISTClassifier.load_from_checkpoint(path, weights_only=True)  # Lightning's own loader takes it too
+    assert model.hparams.model_name == name
+
+
+def test_from_pretrained_and_model_info_report_the_shipped_model() -> None:
+    model = MNISTClassifier.from_pretrained("lenet5")
+    assert model.hparams.model_name == "lenet5" and not model.training
+    assert get_model_info("lenet5").pretrained == SHIPPED["lenet5"]
+
+
+def test_a_changed_file_is_refused_never_loaded(tmp_path: Path) -> None:
+    shutil.copy(PRETRAINED_DIR / "manifest.json", tmp_path)
+    tampered = tmp_path / "lenet5.ckpt"
+    data = bytearray((PRETRAINED_DIR / "lenet5.ckpt").read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte inside the weights
+    tampered.write_bytes(data)
+    with pytest.raises(CheckpointError, match="does not match its manifest"):
+        verified_checkpoint("lenet5", tmp_path)
+    tampered.unlink()
+    with pytest.raises(CheckpointError, match="is missing"):
+        verified_checkpoint("lenet5", tmp_path)
+    with pytest.raises(CheckpointError, match="no pretrained weights for 'nope'"):
+        load_pretrained_model("nope")
+
+
+def test_a_path_must_hold_the_named_model() -> None:
+    with pytest.raises(CheckpointError, match="holds a lenet5 model, not resnet"):
+        load_pretrained_model("resnet", PRETRAINED_DIR / "lenet5.ckpt")
+
+
+def test_publish_ships_the_best_checkpoint_and_measures_it(
+    fake_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_dir = tmp_path / "run"
+    trainer = L.Trainer(
+        accelerator="cpu", max_epochs=1, limit_train_batches=3, limit_val_batches=1, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    trainer.fit(MNISTClassifier("lenet5"), datamodule=MNISTDataModule(root=str(fake_root), val_size=100))
+    trainer.save_checkpoint(run_dir / "best.ckpt")
+    TrainResult(run_dir, run_dir / "best.ckpt", {"best_val_acc": 0.5}, 1, 3.0).save(seed=7)
+    monkeypatch.setenv("MNIST_DATA_DIR", str(fake_root))
+
+    info = publish(run_dir, directory=tmp_path)
+    shipped = tmp_path / "lenet5.ckpt"
+    assert set(torch.load(shipped, weights_only=True)) == set(KEPT_KEYS)  # no optimizer or loop state
+    assert info.sha256 == file_sha256(shipped) and info.seed == 7 and info.epochs == 1 and info.best_val_acc == 0.5
+    expected = Evaluator(load_pretrained_model("lenet5", shipped), read_test_split(fake_root))
+    assert info.test_acc == expected.evaluate()["accuracy"]
+    assert json.loads((tmp_path / "manifest.json").read_text())["lenet5"]["sha256"] == info.sha256
+    assert verified_checkpoint("lenet5", tmp_path) == shipped
