@@ -5,7 +5,8 @@
 (c) this project's path: ``MNISTDataModule`` + ``MNISTClassifier`` under ``lightning.Trainer`` (augmentation on)
 
 plus inference throughput of ``MNISTClassifier`` (eval mode, as ``predict`` and ``Evaluator`` run it) at batch 1
-and batch 1024.
+and batch 1024. ``--startup`` times ``python -m mnist_cnn.train --help`` and a one-batch training run from
+the shell; ``--predict-files N`` times ``python -m mnist_cnn.predict`` on N rendered test digits.
 
 Each (model, pipeline) runs in its own process so peak memory is its own. Report ratios, not seconds:
 the seconds depend on the machine, the ratios measured in one run do much less.
@@ -14,13 +15,16 @@ the seconds depend on the machine, the ratios measured in one run do much less.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -134,6 +138,50 @@ def _measure(
     return sorted(runs, key=lambda run: run[key])[len(runs) // 2]
 
 
+def _wall_seconds(command: list[str], cwd: str, repeats: int) -> float:
+    """Median wall time of ``repeats`` runs of ``command`` (interpreter start and imports included)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run(command, cwd=cwd, check=True, capture_output=True)
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def _startup(root: str | None, repeats: int) -> dict[str, float]:
+    """Seconds for ``train --help`` and for a one-batch LeNet-5 run (one validation batch, no test), shell to
+    shell: an upper bound of the time to the first training step."""
+    with tempfile.TemporaryDirectory() as work:
+        data = [f"data.root={root}"] if root else []
+        one_batch = ["model=lenet5", "trainer.max_epochs=1", "trainer.limit_train_batches=1", "test=false"]
+        one_batch += ["trainer.limit_val_batches=1", f"checkpoint_root={work}", *data]
+        train = [sys.executable, "-m", "mnist_cnn.train"]
+        return {
+            "help_s": _wall_seconds([*train, "--help"], work, repeats),
+            "one_batch_run_s": _wall_seconds([*train, *one_batch], work, repeats),
+        }
+
+
+def _predict_files(count: int, root: str | None, repeats: int) -> dict[str, float]:
+    """Seconds for ``python -m mnist_cnn.predict`` on ``count`` PNGs of test digits drawn on 300×200 paper."""
+    from mnist_cnn.data import read_test_split
+    from mnist_cnn.images import draw_on_paper
+
+    images, labels = read_test_split(root)
+    with tempfile.TemporaryDirectory() as work:
+        folder = Path(work) / "digits"
+        folder.mkdir()
+        for index in range(count):
+            page = draw_on_paper(images[index % len(images), 0].numpy(), (300, 200), 100, (40 + index % 150, 50))
+            page.save(folder / f"{index:05d}_{labels[index % len(labels)]}.png")
+        predict = [sys.executable, "-m", "mnist_cnn.predict", "ckpt_path=simple_cnn"]
+        command = [*predict, f"inputs={folder}", "output=p.csv"]
+        seconds = _wall_seconds(command, work, repeats)
+        rows = list(csv.DictReader(open(Path(work) / "p.csv")))
+    correct = sum(row["digit"] == Path(row["file"]).stem.split("_")[1] for row in rows)
+    return {"files": count, "seconds": seconds, "files_per_s": count / seconds, "accuracy": correct / count}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="lenet5", help="comma-separated model names (default: lenet5)")
@@ -143,6 +191,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images", type=int, default=55_000, help="training images per epoch (default: all)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per measurement; the median is shown")
     parser.add_argument("--no-inference", action="store_true", help="skip the inference throughput")
+    parser.add_argument("--startup", action="store_true", help="only time --help and a one-batch training run")
+    parser.add_argument("--predict-files", type=int, default=0, metavar="N", help="only time predicting N files")
     parser.add_argument("--json", default=None, help="also write the results to this file")
     parser.add_argument("--one", nargs=2, metavar=("MODEL", "PIPELINE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -155,6 +205,19 @@ def main(argv: list[str] | None = None) -> None:
             result = _run_one(model, pipeline, args.batch_size, args.root, args.images)
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(json.dumps(result))
+        return
+    if args.startup or args.predict_files:
+        if args.startup:
+            timed = _startup(args.root, args.repeats)
+            print(f"train --help: {timed['help_s']:.2f} s; one-batch training run: {timed['one_batch_run_s']:.2f} s")
+        else:
+            timed = _predict_files(args.predict_files, args.root, args.repeats)
+            print(
+                f"predict {timed['files']} PNG files: {timed['seconds']:.2f} s ({timed['files_per_s']:.0f} files/s), "
+                f"accuracy {timed['accuracy']:.2%}"
+            )
+        if args.json:
+            Path(args.json).write_text(json.dumps(timed, indent=2))
         return
 
     results = []

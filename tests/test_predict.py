@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import run_cli
-from PIL import Image, ImageFilter
+from PIL import ImageFilter
 
 from mnist_cnn import MNISTClassifier
 from mnist_cnn.data import read_splits
 from mnist_cnn.evaluation import Evaluator
+from mnist_cnn.images import draw_on_paper
 from mnist_cnn.pretrained import read_manifest
 
 # (canvas size, digit height, top-left corner, stroke filter, file format)
@@ -22,19 +23,6 @@ STYLES = [
     ((300, 200), 90, (190, 10), ImageFilter.MaxFilter(7), "png"),  # thick strokes, top right
     ((64, 80), 40, (10, 30), ImageFilter.MinFilter(3), "bmp"),  # thin strokes, small image
 ]
-
-
-def render_on_paper(digit: np.ndarray, canvas: tuple[int, int], height: int, corner: tuple[int, int],
-                    stroke: ImageFilter.Filter | None) -> Image.Image:  # fmt: skip
-    """An MNIST digit redrawn as black ink on white paper: cropped, scaled to ``height``, pasted at ``corner``."""
-    rows, cols = np.nonzero(digit)
-    ink = Image.fromarray(digit[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1])
-    ink = ink.resize((max(1, round(ink.width * height / ink.height)), height), Image.Resampling.BICUBIC)
-    if stroke is not None:
-        ink = ink.filter(stroke)
-    page = Image.new("L", canvas, 255)
-    page.paste(Image.eval(ink, lambda value: 255 - value), corner)
-    return page
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +38,7 @@ def test_pretrained_simple_cnn_reads_rendered_test_digits(real_root: Path, shipp
     _, _, (images, labels) = read_splits(real_root, download=False)
     for index in range(200):
         canvas, height, corner, stroke, suffix = STYLES[index % len(STYLES)]
-        page = render_on_paper(images[index, 0].numpy(), canvas, height, corner, stroke)
+        page = draw_on_paper(images[index, 0].numpy(), canvas, height, corner, stroke)
         page.save(tmp_path / f"{index:03d}_{labels[index]}.{suffix}")
     result = run_cli(
         "mnist_cnn.predict", "ckpt_path=simple_cnn", f"inputs={tmp_path}", "output=predictions.json", cwd=tmp_path
@@ -65,7 +53,7 @@ def test_pretrained_simple_cnn_reads_rendered_test_digits(real_root: Path, shipp
 def test_unreadable_and_missing_inputs_fail_alone(shipped: set[str], tmp_path: Path) -> None:
     digits = tmp_path / "digits"
     digits.mkdir()
-    render_on_paper(np.eye(28, dtype=np.uint8) * 255, (60, 60), 40, (10, 10), None).save(digits / "one.png")
+    draw_on_paper(np.eye(28, dtype=np.uint8) * 255, (60, 60), 40, (10, 10), None).save(digits / "one.png")
     (digits / "broken.png").write_bytes(b"not an image")
     result = run_cli(
         "mnist_cnn.predict",
@@ -111,7 +99,7 @@ def test_predict_images_takes_paths_pil_images_and_arrays(fake_root: Path, tmp_p
     np.testing.assert_allclose(predictions.probabilities.numpy(), expected.numpy(), atol=1e-6)
     assert predictions.labels.tolist() == expected.argmax(dim=1).tolist()
 
-    page = render_on_paper(stack[0], (90, 90), 60, (12, 20), None)
+    page = draw_on_paper(stack[0], (90, 90), 60, (12, 20), None)
     page.save(tmp_path / "digit.png")
     mixed = model.predict_images([tmp_path / "digit.png", page, np.asarray(page)])
     assert mixed.probabilities.shape == (3, 10)
