@@ -159,12 +159,15 @@ def main(argv: list[str] | None = None) -> None:
     publishing.add_argument("run_dir", type=Path, help="a training run dir holding result.json")
     args = parser.parse_args(argv)
     if args.command == "publish":
-        if not (args.run_dir / "result.json").is_file():
-            sys.exit(f"error: {args.run_dir}/result.json not found: pass the run dir of a finished training run")
         try:
+            if not (args.run_dir / "result.json").is_file():
+                raise CheckpointError(
+                    f"{args.run_dir}/result.json not found: pass the run dir of a finished training run"
+                )
             info = publish(args.run_dir)
         except (CheckpointError, MNISTDataError) as error:
-            sys.exit(f"error: {error}")
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(2)
         print(f"published {info.file}: test_acc {info.test_acc:.4f}, test_loss {info.test_loss:.4f}")
         return
     for name, info in read_manifest().items():

@@ -9,6 +9,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from conftest import run_cli
 
 from mnist_cnn import MNISTClassifier, MNISTDataModule, get_model_info, list_models, load_pretrained_model
 from mnist_cnn.data import read_test_split
@@ -96,3 +97,12 @@ def test_publish_ships_the_best_checkpoint_and_measures_it(
     assert info.test_acc == expected.evaluate()["accuracy"]
     assert json.loads((tmp_path / "manifest.json").read_text())["lenet5"]["sha256"] == info.sha256
     assert verified_checkpoint("lenet5", tmp_path) == shipped
+
+
+def test_command_line_lists_the_manifest_and_refuses_a_non_run(tmp_path: Path) -> None:
+    manifest_before = (PRETRAINED_DIR / "manifest.json").read_text()
+    listed = run_cli("mnist_cnn.pretrained", "list", cwd=tmp_path)
+    assert listed.returncode == 0 and all(f"experiment={name}_best" in listed.stdout for name in SHIPPED)
+    refused = run_cli("mnist_cnn.pretrained", "publish", str(tmp_path), cwd=tmp_path)
+    assert refused.returncode == 2 and f"error: {tmp_path}/result.json not found" in refused.stderr
+    assert manifest_before == (PRETRAINED_DIR / "manifest.json").read_text()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from pathlib import Path
 
@@ -42,6 +43,10 @@ def test_each_model_trains_checkpoints_and_tests(model: str, fake_root: Path, tm
     checkpoint = torch.load(run_dir / "best.ckpt", weights_only=True)
     assert checkpoint["hyper_parameters"]["model_name"] == model
     assert any(row.get("val_acc") for row in _metrics(run_dir))
+    record = json.loads((run_dir / "result.json").read_text())  # what `pretrained publish` reads
+    assert record["command"].startswith(f"python -m mnist_cnn.train model={model} ") and record["epochs"] == 1
+    assert record["best_checkpoint"] == str(run_dir / "best.ckpt") and record["seed"] == 42
+    assert f"test_acc           {record['metrics']['test_acc']:.4f}" in result.stdout
     report = {path.name for path in (run_dir / "evaluation").iterdir()}
     assert {
         "metrics.json",
