@@ -63,6 +63,10 @@ def check_resumable(path: str | os.PathLike[str], expected: dict[str, Any]) -> N
         )
 
 
+def _cannot_rebuild(path: str | os.PathLike[str], error: Exception) -> CheckpointError:
+    return CheckpointError(f"cannot rebuild the model saved in {path}: {str(error).splitlines()[0]}")
+
+
 def load_classifier(path: str | os.PathLike[str]) -> MNISTClassifier:
     """The ``MNISTClassifier`` saved in ``path``, on the CPU, or a ``CheckpointError`` saying what is wrong."""
     from mnist_cnn.module import MNISTClassifier
@@ -71,7 +75,7 @@ def load_classifier(path: str | os.PathLike[str]) -> MNISTClassifier:
     try:
         return MNISTClassifier.load_from_checkpoint(path, map_location="cpu", weights_only=True)
     except (ValueError, RuntimeError) as error:  # unknown architecture or options; weights of another shape
-        raise CheckpointError(f"cannot rebuild the model saved in {path}: {str(error).splitlines()[0]}") from None
+        raise _cannot_rebuild(path, error) from None
 
 
 def load_network(path: str | os.PathLike[str]) -> nn.Module:
@@ -87,5 +91,5 @@ def load_network(path: str | os.PathLike[str]) -> nn.Module:
         network = create_model(saved["model_name"], saved["input_shape"], saved["num_classes"], **saved["model_kwargs"])
         network.load_state_dict(weights)
     except (ValueError, RuntimeError) as error:
-        raise CheckpointError(f"cannot rebuild the model saved in {path}: {str(error).splitlines()[0]}") from None
+        raise _cannot_rebuild(path, error) from None
     return network.eval()

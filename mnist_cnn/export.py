@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
 from omegaconf import DictConfig
@@ -15,10 +16,13 @@ from omegaconf import DictConfig
 from mnist_cnn.config import ExportConfig, validate
 from mnist_cnn.errors import CheckpointError, ConfigError
 
+if TYPE_CHECKING:
+    from torch import nn
+
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
 
 
-def export_onnx(network, path: Path, opset: int) -> Path:  # noqa: ANN001  (any nn.Module)
+def export_onnx(network: nn.Module, path: Path, opset: int) -> Path:
     """Export ``network`` to ``path`` with a dynamic batch dimension; returns the path written."""
     import torch
 
