@@ -177,7 +177,7 @@ def _predict_files(count: int, root: str | None, repeats: int) -> dict[str, floa
         predict = [sys.executable, "-m", "mnist_cnn.predict", "ckpt_path=simple_cnn"]
         command = [*predict, f"inputs={folder}", "output=p.csv"]
         seconds = _wall_seconds(command, work, repeats)
-        rows = list(csv.DictReader(open(Path(work) / "p.csv")))
+        rows = list(csv.DictReader((Path(work) / "p.csv").read_text().splitlines()))
     correct = sum(row["digit"] == Path(row["file"]).stem.split("_")[1] for row in rows)
     return {"files": count, "seconds": seconds, "files_per_s": count / seconds, "accuracy": correct / count}
 

@@ -47,16 +47,21 @@ def predict_images(model: nn.Module, images: ImageInput | Sequence[ImageInput], 
 
 
 @torch.inference_mode()
-def classify(model: nn.Module, pixels: torch.Tensor, batch_size: int = 1024) -> Predictions:
-    """Class probabilities of (N, 28, 28) uint8 MNIST-formatted images, in batches on the model's device."""
+def batched_logits(model: nn.Module, images: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """(N, 10) float32 logits on the CPU of (N, 1, 28, 28) images, uint8 pixels or already normalised floats,
+    computed in batches on the model's device in eval mode (the model's own mode is restored)."""
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
+    device = next(model.parameters(), torch.empty(0)).device
     try:
-        batches = pixels.unsqueeze(1).split(batch_size)
-        probabilities = torch.cat(
-            [model(normalize(batch.to(device))).float().softmax(dim=1).cpu() for batch in batches]
-        )
+        batches = (batch.to(device) for batch in images.split(batch_size))
+        inputs = (normalize(batch) if batch.dtype == torch.uint8 else batch.float() for batch in batches)
+        return torch.cat([model(batch).float().cpu() for batch in inputs])
     finally:
         model.train(was_training)
+
+
+def classify(model: nn.Module, pixels: torch.Tensor, batch_size: int = 1024) -> Predictions:
+    """Class probabilities of (N, 28, 28) uint8 MNIST-formatted images, in batches on the model's device."""
+    probabilities = batched_logits(model, pixels.unsqueeze(1), batch_size).softmax(dim=1)
     return Predictions(probabilities.argmax(dim=1), probabilities)

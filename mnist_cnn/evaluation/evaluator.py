@@ -16,9 +16,9 @@ from torch import nn
 from torchmetrics.functional.classification import multiclass_confusion_matrix
 
 from mnist_cnn.data import MNISTDataModule
-from mnist_cnn.data import normalize as normalize_pixels
 from mnist_cnn.evaluation import plots
 from mnist_cnn.evaluation.metrics import ArrayLike, precision_recall_f1, top_k_accuracy
+from mnist_cnn.prediction import batched_logits
 
 NUM_CLASSES = 10
 IMAGE_SHAPE = (1, 28, 28)
@@ -71,20 +71,7 @@ class Evaluator:
     @cached_property
     def logits(self) -> torch.Tensor:
         """(N, 10) model outputs, computed once in batches on the model's device and kept on the CPU."""
-        device = next(self.model.parameters(), torch.empty(0)).device
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.inference_mode():
-                batches = (self._model_input(batch.to(device)) for batch in self.images.split(self.batch_size))
-                outputs = [self.model(batch).float().cpu() for batch in batches]
-        finally:
-            self.model.train(was_training)
-        return torch.cat(outputs)
-
-    @staticmethod
-    def _model_input(batch: torch.Tensor) -> torch.Tensor:
-        return normalize_pixels(batch) if batch.dtype == torch.uint8 else batch.float()
+        return batched_logits(self.model, self.images, self.batch_size)
 
     @cached_property
     def probabilities(self) -> torch.Tensor:
