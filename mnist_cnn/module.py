@@ -126,7 +126,9 @@ class MNISTClassifier(L.LightningModule):
 
     def configure_optimizers(self) -> Any:
         hp = self.hparams
-        fused = self.device.type == "cuda"  # the model is on its device when Lightning calls this
+        # One fused kernel per step instead of several per tensor (PyTorch fuses only when asked): on a CPU,
+        # LeNet-5's Adam step is several times cheaper. The model is on its device when Lightning calls this.
+        fused = self.device.type in ("cpu", "cuda")
         optimizer = build_optimizer(self.parameters(), hp.optimizer, hp.lr, hp.weight_decay, hp.momentum, fused)
         max_epochs = self.trainer.max_epochs if self._trainer is not None else 1
         scheduler = build_scheduler(optimizer, hp.scheduler, hp.decay_epochs, hp.decay_rate, max_epochs)

@@ -24,7 +24,7 @@ def build_optimizer(
 ) -> Optimizer:
     """``weight_decay`` is L2 regularisation added to the gradient (Keras' ``l2`` regulariser, up to a factor 2).
 
-    ``fused`` (on a GPU) updates all parameters of Adam or SGD in one kernel instead of several per tensor.
+    ``fused`` (CPU or CUDA parameters) updates every parameter of Adam or SGD in one kernel, not several per tensor.
     """
     import torch
 

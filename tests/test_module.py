@@ -97,3 +97,24 @@ def test_unknown_optimizer_and_schedule_are_refused() -> None:
         build_optimizer(params, "adamw", 0.1, 0.0, 0.0)
     with pytest.raises(ValueError, match="unknown scheduler 'linear'"):
         build_scheduler(torch.optim.SGD(params, lr=0.1), "linear", 1, 0.5, 3)
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_cpu_training_steps_with_a_fused_optimizer_that_matches_the_plain_one(optimizer: str) -> None:
+    torch.manual_seed(0)
+    module = MNISTClassifier("lenet5", optimizer=optimizer, scheduler="constant", lr=0.01)
+    fused = module.configure_optimizers()
+    assert fused.defaults["fused"] is True
+    reference_model = MNISTClassifier("lenet5", optimizer=optimizer, scheduler="constant")
+    reference_model.load_state_dict(module.state_dict())
+    reference = build_optimizer(reference_model.parameters(), optimizer, 0.01, 1e-4, 0.9)
+    initial = [parameter.detach().clone() for parameter in module.parameters()]
+    images, labels = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    for model, step in ((module, fused), (reference_model, reference)):
+        for _ in range(3):
+            step.zero_grad()
+            torch.nn.functional.cross_entropy(model(images), labels).backward()
+            step.step()
+    for trained, expected in zip(module.parameters(), reference_model.parameters(), strict=True):
+        torch.testing.assert_close(trained, expected, rtol=1e-4, atol=1e-6)
+    assert not all(torch.equal(before, after) for before, after in zip(initial, module.parameters(), strict=True))
