@@ -115,7 +115,9 @@ def resolve_checkpoint(ckpt_path: str) -> Path:
 def publish(run_dir: Path, directory: Path = PRETRAINED_DIR) -> PretrainedInfo:
     """Ship ``run_dir``'s best checkpoint as ``<model>.ckpt`` (weights and hparams only) and record it.
 
-    The test figures are measured here, on the official test set, from the file as shipped.
+    The test figures are measured here, on the official test set, from the file as shipped. The file is
+    staged beside the shipped one and moved into place only once measured, so a failure leaves the shipped
+    file and the manifest as they were.
     """
     from mnist_cnn.checkpoint_io import AtomicCheckpointIO
     from mnist_cnn.checkpoints import read_checkpoint
@@ -127,13 +129,18 @@ def publish(run_dir: Path, directory: Path = PRETRAINED_DIR) -> PretrainedInfo:
     checkpoint = read_checkpoint(result["best_checkpoint"])
     name = checkpoint["hyper_parameters"]["model_name"]
     target = directory / f"{name}.ckpt"
-    AtomicCheckpointIO().save_checkpoint({key: checkpoint[key] for key in KEPT_KEYS}, target)
-
-    model = load_pretrained_model(name, target)
-    metrics = Evaluator(model, read_test_split(download=False)).evaluate()
+    staged = target.with_name(f".{target.name}.staged")
+    try:
+        AtomicCheckpointIO().save_checkpoint({key: checkpoint[key] for key in KEPT_KEYS}, staged)
+        model = load_pretrained_model(name, staged)
+        metrics = Evaluator(model, read_test_split(download=False)).evaluate()
+        sha256 = file_sha256(staged)
+        os.replace(staged, target)
+    finally:
+        staged.unlink(missing_ok=True)
     info = PretrainedInfo(
         file=target.name,
-        sha256=file_sha256(target),
+        sha256=sha256,
         test_acc=metrics["accuracy"],
         test_loss=metrics["loss"],
         best_val_acc=result["metrics"]["best_val_acc"],
@@ -147,7 +154,10 @@ def publish(run_dir: Path, directory: Path = PRETRAINED_DIR) -> PretrainedInfo:
     )
     entries = {key: asdict(value) for key, value in read_manifest(directory).items()}
     entries[name] = asdict(info)
-    (directory / MANIFEST).write_text(json.dumps(dict(sorted(entries.items())), indent=2) + "\n")
+    manifest = directory / MANIFEST
+    staged_manifest = manifest.with_name(f".{MANIFEST}.staged")
+    staged_manifest.write_text(json.dumps(dict(sorted(entries.items())), indent=2) + "\n")
+    os.replace(staged_manifest, manifest)
     return info
 
 

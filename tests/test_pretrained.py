@@ -13,7 +13,7 @@ from conftest import run_cli
 
 from mnist_cnn import MNISTClassifier, MNISTDataModule, get_model_info, list_models, load_pretrained_model
 from mnist_cnn.data import read_test_split
-from mnist_cnn.errors import CheckpointError
+from mnist_cnn.errors import CheckpointError, MNISTDataError
 from mnist_cnn.evaluation import Evaluator
 from mnist_cnn.models import count_parameters
 from mnist_cnn.pretrained import KEPT_KEYS, PRETRAINED_DIR, file_sha256, publish, read_manifest, verified_checkpoint
@@ -76,10 +76,8 @@ def test_a_path_must_hold_the_named_model() -> None:
         load_pretrained_model("resnet", PRETRAINED_DIR / "lenet5.ckpt")
 
 
-def test_publish_ships_the_best_checkpoint_and_measures_it(
-    fake_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    run_dir = tmp_path / "run"
+def _finished_run(run_dir: Path, fake_root: Path) -> Path:
+    """A run dir as training leaves it: best.ckpt of a 3-step LeNet-5 run and result.json."""
     trainer = L.Trainer(
         accelerator="cpu", max_epochs=1, limit_train_batches=3, limit_val_batches=1, logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
@@ -87,6 +85,13 @@ def test_publish_ships_the_best_checkpoint_and_measures_it(
     trainer.fit(MNISTClassifier("lenet5"), datamodule=MNISTDataModule(root=str(fake_root), val_size=100))
     trainer.save_checkpoint(run_dir / "best.ckpt")
     TrainResult(run_dir, run_dir / "best.ckpt", {"best_val_acc": 0.5}, 1, 3.0).save(seed=7)
+    return run_dir
+
+
+def test_publish_ships_the_best_checkpoint_and_measures_it(
+    fake_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_dir = _finished_run(tmp_path / "run", fake_root)
     monkeypatch.setenv("MNIST_DATA_DIR", str(fake_root))
 
     info = publish(run_dir, directory=tmp_path)
@@ -97,6 +102,23 @@ def test_publish_ships_the_best_checkpoint_and_measures_it(
     assert info.test_acc == expected.evaluate()["accuracy"]
     assert json.loads((tmp_path / "manifest.json").read_text())["lenet5"]["sha256"] == info.sha256
     assert verified_checkpoint("lenet5", tmp_path) == shipped
+
+
+def test_a_publish_that_cannot_measure_leaves_the_shipped_file_and_manifest(
+    fake_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shipped_dir = tmp_path / "shipped"
+    shipped_dir.mkdir()
+    monkeypatch.setenv("MNIST_DATA_DIR", str(fake_root))
+    publish(_finished_run(tmp_path / "first", fake_root), directory=shipped_dir)
+    before = {path.name: path.read_bytes() for path in shipped_dir.iterdir()}
+    second = _finished_run(tmp_path / "second", fake_root)  # other random weights
+    monkeypatch.setenv("MNIST_DATA_DIR", str(tmp_path / "no-data"))
+
+    with pytest.raises(MNISTDataError, match="MNIST files not found"):
+        publish(second, directory=shipped_dir)
+    assert {path.name: path.read_bytes() for path in shipped_dir.iterdir()} == before  # nothing staged is left
+    assert verified_checkpoint("lenet5", shipped_dir) == shipped_dir / "lenet5.ckpt"
 
 
 def test_command_line_lists_the_manifest_and_refuses_a_non_run(tmp_path: Path) -> None:
