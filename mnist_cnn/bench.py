@@ -2,7 +2,9 @@
 
 (a) torchvision ``MNIST`` + ``DataLoader`` + ``ToTensor``/``Normalize``, plain loop (the usual tutorial path)
 (b) a plain PyTorch loop over the whole dataset held as one in-memory tensor (no augmentation)
-(c) this project's path: ``MNISTDataModule`` + ``MNISTClassifier`` under ``lightning.Trainer`` (augmentation on)
+(c) this project's path: ``MNISTDataModule`` + ``MNISTClassifier`` under ``lightning.Trainer`` (augmentation on),
+    configured as ``python -m mnist_cnn.train`` composes it with ``trainer=cpu``, or ``trainer=gpu`` (bf16, data
+    on the GPU, ``batch_scale``) with ``--accelerator gpu``, where (a) and (b) run in float32 on the GPU too
 
 plus inference throughput of ``MNISTClassifier`` (eval mode, as ``predict`` and ``Evaluator`` run it) at batch 1
 and batch 1024. ``--startup`` times ``python -m mnist_cnn.train --help`` and a one-batch training run from
@@ -25,6 +27,7 @@ import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +38,7 @@ PIPELINES = {
     "c": "mnist_cnn (Lightning)",
 }
 INFERENCE = "inference"
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
 def _plain_epoch(
@@ -50,7 +54,56 @@ def _plain_epoch(
     return count
 
 
-def _run_one(model_name: str, pipeline: str, batch_size: int, root: str | None, images: int) -> dict[str, float]:
+def _finished(device: torch.device) -> float:
+    """``perf_counter`` once the device's queued work is done (GPU kernels run asynchronously)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def _project_config(model_name: str, accelerator: str, batch_size: int, root: str | None) -> Any:
+    """What ``python -m mnist_cnn.train model=<model> trainer=<accelerator>`` runs (``trainer=gpu``: bf16, data on
+    the GPU, fused optimizer, ``batch_scale``), with the bench's Adam at 1e-3 and batch size like (a) and (b)."""
+    from hydra import compose, initialize_config_dir
+
+    from mnist_cnn.config import validate
+
+    overrides = [f"model={model_name}", f"trainer={accelerator}", "optimizer=adam", "optimizer.lr=0.001"]
+    overrides += [f"data.batch_size={batch_size}", *([f"data.root={root}"] if root else [])]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return validate(compose(config_name="train", overrides=overrides))
+
+
+def _project_epoch(model_name: str, accelerator: str, batch_size: int, root: str | None, images: int) -> dict:
+    """(c): one epoch of this project's DataModule and LightningModule under ``lightning.Trainer``."""
+    import lightning as L
+
+    from mnist_cnn.training import build_datamodule, build_module
+
+    class EpochTimer(L.Callback):
+        def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+            self.start = _finished(module.device)
+
+        def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+            self.seconds = _finished(module.device) - self.start
+
+    cfg = _project_config(model_name, accelerator, batch_size, root)
+    datamodule = build_datamodule(cfg)
+    scaled_batch = datamodule.hparams.batch_size
+    timer = EpochTimer()
+    trainer = L.Trainer(
+        accelerator=cfg.trainer.accelerator, devices=1, precision=cfg.trainer.precision, max_epochs=1,
+        limit_train_batches=math.ceil(images / scaled_batch), limit_val_batches=0, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[timer],
+    )  # fmt: skip
+    trainer.fit(build_module(cfg), datamodule=datamodule)
+    seen = min(trainer.num_training_batches * scaled_batch, len(datamodule.datasets["train"]))
+    return {"seconds": timer.seconds, "images": seen, "batch_size": scaled_batch}
+
+
+def _run_one(
+    model_name: str, pipeline: str, accelerator: str, batch_size: int, root: str | None, images: int
+) -> dict[str, float]:
     """Time one epoch over ``images`` training images (55k: all of them); returns seconds and images."""
     from mnist_cnn.data import ensure_mnist, read_splits
     from mnist_cnn.models import create_model
@@ -58,39 +111,19 @@ def _run_one(model_name: str, pipeline: str, batch_size: int, root: str | None, 
 
     torch.manual_seed(0)
     if pipeline == "c":
-        import lightning as L
+        return _project_epoch(model_name, accelerator, batch_size, root, images)
 
-        from mnist_cnn.data import MNISTDataModule
-        from mnist_cnn.module import MNISTClassifier
-
-        class EpochTimer(L.Callback):
-            def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-                self.start = time.perf_counter()
-
-            def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-                self.seconds = time.perf_counter() - self.start
-
-        timer = EpochTimer()
-        datamodule = MNISTDataModule(root=root, batch_size=batch_size)
-        trainer = L.Trainer(
-            accelerator="cpu", max_epochs=1, limit_train_batches=math.ceil(images / batch_size), limit_val_batches=0,
-            logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-            callbacks=[timer],
-        )  # fmt: skip
-        trainer.fit(MNISTClassifier(model_name), datamodule=datamodule)
-        seen = min(trainer.num_training_batches * batch_size, len(datamodule.datasets["train"]))
-        return {"seconds": timer.seconds, "images": seen}
-
-    model = create_model(model_name)
+    device = torch.device("cuda" if accelerator == "gpu" else "cpu")
+    model = create_model(model_name).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     if pipeline == "b":
         train_images, labels = read_splits(root).train
-        train_images = normalize(train_images)
-        start = time.perf_counter()
-        order = torch.randperm(len(labels))[:images]
+        train_images, labels = normalize(train_images).to(device), labels.to(device)
+        start = _finished(device)
+        order = torch.randperm(len(labels), device=device)[:images]
         batches = ((train_images[i], labels[i]) for i in order.split(batch_size))
         count = _plain_epoch(model, optimizer, batches)
-        return {"seconds": time.perf_counter() - start, "images": count}
+        return {"seconds": _finished(device) - start, "images": count, "batch_size": batch_size}
 
     from torch.utils.data import DataLoader, Subset
     from torchvision import datasets, transforms
@@ -100,18 +133,19 @@ def _run_one(model_name: str, pipeline: str, batch_size: int, root: str | None, 
     dataset = datasets.MNIST(str(folder.parent.parent), train=True, transform=transform)
     train_indices = torch.randperm(len(dataset))[: min(images, 55_000)]
     loader = DataLoader(Subset(dataset, train_indices.tolist()), batch_size=batch_size, shuffle=True)
-    start = time.perf_counter()
-    count = _plain_epoch(model, optimizer, loader)
-    return {"seconds": time.perf_counter() - start, "images": count}
+    start = _finished(device)
+    count = _plain_epoch(model, optimizer, ((x.to(device), y.to(device)) for x, y in loader))
+    return {"seconds": _finished(device) - start, "images": count, "batch_size": batch_size}
 
 
-def _run_inference(model_name: str, images: int) -> dict[str, float]:
-    """Images per second classifying uint8 images (normalisation included) at batch 1 and 1024."""
+def _run_inference(model_name: str, accelerator: str, images: int) -> dict[str, float]:
+    """Images per second classifying uint8 images (normalisation included) at batch 1 and 1024; the pixels
+    start on the CPU and the probabilities end there, as when predicting files."""
     from mnist_cnn.module import MNISTClassifier
     from mnist_cnn.prediction import classify
 
     torch.manual_seed(0)
-    model = MNISTClassifier(model_name).eval()
+    model = MNISTClassifier(model_name).eval().to("cuda" if accelerator == "gpu" else "cpu")
     rates = {}
     for batch_size, count in ((1, min(images, 1000)), (1024, max(images, 4096))):
         pixels = torch.randint(0, 256, (count, 28, 28), dtype=torch.uint8)
@@ -122,16 +156,14 @@ def _run_inference(model_name: str, images: int) -> dict[str, float]:
     return rates
 
 
-def _measure(
-    model: str, pipeline: str, batch_size: int, root: str | None, images: int, repeats: int
-) -> dict[str, float]:
+def _measure(model: str, pipeline: str, args: argparse.Namespace) -> dict[str, float]:
     """The run with the median epoch time of ``repeats`` fresh processes (shared machines are noisy)."""
-    command = [sys.executable, "-m", "mnist_cnn.bench", "--one", model, pipeline, "--batch-size", str(batch_size)]
-    command += ["--images", str(images)]
-    if root:
-        command += ["--root", root]
+    command = [sys.executable, "-m", "mnist_cnn.bench", "--one", model, pipeline, "--batch-size", str(args.batch_size)]
+    command += ["--images", str(args.images), "--accelerator", args.accelerator]
+    if args.root:
+        command += ["--root", args.root]
     runs = []
-    for _ in range(repeats):
+    for _ in range(args.repeats):
         output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         runs.append(json.loads(output.strip().splitlines()[-1]))
     key = "seconds" if pipeline in PIPELINES else "batch_1024"
@@ -186,6 +218,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="lenet5", help="comma-separated model names (default: lenet5)")
     parser.add_argument("--pipelines", default="abc", help="which of a, b, c to run (default: abc)")
+    parser.add_argument("--accelerator", choices=("cpu", "gpu"), default="cpu", help="gpu: (c) runs trainer=gpu")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--root", default=None, help="data root (default: $MNIST_DATA_DIR, else ./data)")
     parser.add_argument("--images", type=int, default=55_000, help="training images per epoch (default: all)")
@@ -196,14 +229,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", default=None, help="also write the results to this file")
     parser.add_argument("--one", nargs=2, metavar=("MODEL", "PIPELINE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.accelerator == "gpu" and not torch.cuda.is_available():
+        parser.error("--accelerator gpu: PyTorch sees no CUDA GPU here; run it on a GPU machine, or drop the option")
 
     if args.one:
         model, pipeline = args.one
         if pipeline == INFERENCE:
-            result = _run_inference(model, args.images)
+            result = _run_inference(model, args.accelerator, args.images)
         else:
-            result = _run_one(model, pipeline, args.batch_size, args.root, args.images)
+            result = _run_one(model, pipeline, args.accelerator, args.batch_size, args.root, args.images)
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        if args.accelerator == "gpu":
+            result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
         print(json.dumps(result))
         return
     if args.startup or args.predict_files:
@@ -221,25 +258,25 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     results = []
-    print(
-        f"one training epoch, batch {args.batch_size}, {torch.get_num_threads()} CPU threads, median of {args.repeats}"
-    )
-    print(f"{'model':<11} {'pipeline':<32} {'epoch s':>8} {'images/s':>9} {'peak MB':>8}")
+    device = torch.cuda.get_device_name() if args.accelerator == "gpu" else f"{torch.get_num_threads()} CPU threads"
+    print(f"one training epoch on {device}, median of {args.repeats}")
+    print(f"{'model':<11} {'pipeline':<32} {'batch':>6} {'epoch s':>8} {'images/s':>9} {'peak MB':>8}")
     for model in args.models.split(","):
-        row = {"model": model, "batch_size": args.batch_size}
+        row = {"model": model, "batch_size": args.batch_size, "accelerator": args.accelerator, "device": device}
         for pipeline in args.pipelines:
-            measured = _measure(model, pipeline, args.batch_size, args.root, args.images, args.repeats)
+            measured = _measure(model, pipeline, args)
             row[pipeline] = measured
             print(
-                f"{model:<11} ({pipeline}) {PIPELINES[pipeline]:<28} {measured['seconds']:>8.2f} "
-                f"{measured['images'] / measured['seconds']:>9.0f} {measured['peak_rss_mb']:>8.0f}"
+                f"{model:<11} ({pipeline}) {PIPELINES[pipeline]:<28} {measured['batch_size']:>6} "
+                f"{measured['seconds']:>8.2f} {measured['images'] / measured['seconds']:>9.0f} "
+                f"{measured['peak_rss_mb']:>8.0f}"
             )
         for top, bottom in (("c", "b"), ("a", "c")):
             if top in row and bottom in row:
                 row[f"{top}/{bottom}"] = row[top]["seconds"] / row[bottom]["seconds"]
                 print(f"{model:<11} ratio ({top})/({bottom}) = {row[f'{top}/{bottom}']:.2f}")
         if not args.no_inference:
-            rates = _measure(model, INFERENCE, args.batch_size, args.root, args.images, args.repeats)
+            rates = _measure(model, INFERENCE, args)
             row[INFERENCE] = {key: value for key, value in rates.items() if key.startswith("batch_")}
             print(
                 f"{model:<11} inference images/s: batch 1 {rates['batch_1']:.0f}, batch 1024 {rates['batch_1024']:.0f}"

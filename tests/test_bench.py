@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+import torch
 from conftest import run_cli, write_fake_mnist
 
 
@@ -15,11 +17,20 @@ def test_bench_compares_the_three_pipelines_and_writes_json(tmp_path: Path) -> N
     result = run_cli("mnist_cnn.bench", *args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     (row,) = json.loads(out.read_text())
-    assert row["model"] == "lenet5" and row["batch_size"] == 64
+    assert row["model"] == "lenet5" and row["batch_size"] == 64 and row["accelerator"] == "cpu"
     for pipeline in "abc":
-        assert row[pipeline]["images"] == 128 and row[pipeline]["seconds"] > 0 and row[pipeline]["peak_rss_mb"] > 0
+        measured = row[pipeline]
+        assert measured["images"] == 128 and measured["seconds"] > 0 and measured["peak_rss_mb"] > 0
+        assert measured["batch_size"] == 64  # trainer=cpu has batch_scale 1
     assert row["c/b"] == row["c"]["seconds"] / row["b"]["seconds"]
     assert row["a/c"] == row["a"]["seconds"] / row["c"]["seconds"]
     assert "ratio (c)/(b)" in result.stdout and "ratio (a)/(c)" in result.stdout
     assert set(row["inference"]) == {"batch_1", "batch_1024"} and min(row["inference"].values()) > 0
     assert "inference images/s: batch 1 " in result.stdout
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_bench_on_a_gpu_is_refused_clearly_without_one(tmp_path: Path) -> None:
+    result = run_cli("mnist_cnn.bench", "--accelerator", "gpu", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--accelerator gpu: PyTorch sees no CUDA GPU here" in result.stderr and "Traceback" not in result.stderr
