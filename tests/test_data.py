@@ -5,8 +5,9 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+import torch.nn.functional as F
 
-from mnist_cnn.augment import random_affine
+from mnist_cnn.augment import affine_grid, random_affine
 from mnist_cnn.data import MNISTDataModule, ensure_mnist, load_mnist, read_splits, resolve_root
 from mnist_cnn.idx import MNISTDataError
 from mnist_cnn.pixels import MEAN, STD, normalize
@@ -107,6 +108,13 @@ def test_augmentation_can_be_switched_off(fake_root: Path) -> None:
     images = datamodule.datasets["train"].images[:4]
     out, _ = datamodule.on_after_batch_transfer((images, torch.zeros(4)), 0)
     assert torch.equal(out, normalize(images))
+
+
+@pytest.mark.parametrize(("height", "width"), [(28, 28), (5, 9), (1, 1)])
+def test_affine_grid_matches_torch(height: int, width: int) -> None:
+    theta = torch.eye(2, 3).repeat(16, 1, 1) + 0.3 * torch.randn(16, 2, 3)
+    expected = F.affine_grid(theta, [16, 1, height, width], align_corners=False)
+    torch.testing.assert_close(affine_grid(theta, height, width), expected, rtol=0, atol=1e-6)
 
 
 def test_random_affine_without_range_is_the_identity() -> None:
