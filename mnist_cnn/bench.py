@@ -27,10 +27,13 @@ import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from mnist_cnn.config import TrainConfig
 
 PIPELINES = {
     "a": "torchvision DataLoader",
@@ -61,7 +64,7 @@ def _finished(device: torch.device) -> float:
     return time.perf_counter()
 
 
-def _project_config(model_name: str, accelerator: str, batch_size: int, root: str | None) -> Any:
+def _project_config(model_name: str, accelerator: str, batch_size: int, root: str | None) -> TrainConfig:
     """What ``python -m mnist_cnn.train model=<model> trainer=<accelerator>`` runs (``trainer=gpu``: bf16, data on
     the GPU, fused optimizer, ``batch_scale``), with the bench's Adam at 1e-3 and batch size like (a) and (b)."""
     from hydra import compose, initialize_config_dir
@@ -74,7 +77,9 @@ def _project_config(model_name: str, accelerator: str, batch_size: int, root: st
         return validate(compose(config_name="train", overrides=overrides))
 
 
-def _project_epoch(model_name: str, accelerator: str, batch_size: int, root: str | None, images: int) -> dict:
+def _project_epoch(
+    model_name: str, accelerator: str, batch_size: int, root: str | None, images: int
+) -> dict[str, float]:
     """(c): one epoch of this project's DataModule and LightningModule under ``lightning.Trainer``."""
     import lightning as L
 
@@ -104,7 +109,7 @@ def _project_epoch(model_name: str, accelerator: str, batch_size: int, root: str
 def _run_one(
     model_name: str, pipeline: str, accelerator: str, batch_size: int, root: str | None, images: int
 ) -> dict[str, float]:
-    """Time one epoch over ``images`` training images (55k: all of them); returns seconds and images."""
+    """Time one epoch over ``images`` training images (55k: all of them); returns seconds, images, batch size."""
     from mnist_cnn.data import ensure_mnist, read_splits
     from mnist_cnn.models import create_model
     from mnist_cnn.pixels import MEAN, STD, normalize
