@@ -6,6 +6,9 @@
     configured as ``python -m mnist_cnn.train`` composes it with ``trainer=cpu``, or ``trainer=gpu`` (bf16, data
     on the GPU, ``batch_scale``) with ``--accelerator gpu``, where (a) and (b) run in float32 on the GPU too
 
+On the GPU each timed epoch follows an untimed warm-up (``WARMUP_BATCHES`` batches for (a) and (b), one epoch
+for (c)): the first CUDA calls load kernels and choose cuDNN algorithms, a one-off cost that is not an epoch's.
+
 plus inference throughput of ``MNISTClassifier`` (eval mode, as ``predict`` and ``Evaluator`` run it) at batch 1
 and batch 1024. ``--startup`` times ``python -m mnist_cnn.train --help`` and a one-batch training run from
 the shell; ``--predict-files N`` times ``python -m mnist_cnn.predict`` on N rendered test digits.
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import math
 import resource
@@ -41,6 +45,7 @@ PIPELINES = {
     "c": "mnist_cnn (Lightning)",
 }
 INFERENCE = "inference"
+WARMUP_BATCHES = 10  # on the GPU, untimed steps before (a) and (b) start the clock
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
@@ -85,7 +90,7 @@ def _project_epoch(
 
     from mnist_cnn.training import build_datamodule, build_module
 
-    class EpochTimer(L.Callback):
+    class EpochTimer(L.Callback):  # on the GPU: keeps the second (warm) epoch's time
         def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
             self.start = _finished(module.device)
 
@@ -97,7 +102,8 @@ def _project_epoch(
     scaled_batch = datamodule.hparams.batch_size
     timer = EpochTimer()
     trainer = L.Trainer(
-        accelerator=cfg.trainer.accelerator, devices=1, precision=cfg.trainer.precision, max_epochs=1,
+        accelerator=cfg.trainer.accelerator, devices=1, precision=cfg.trainer.precision,
+        max_epochs=2 if accelerator == "gpu" else 1,
         limit_train_batches=math.ceil(images / scaled_batch), limit_val_batches=0, logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[timer],
     )  # fmt: skip
@@ -121,9 +127,11 @@ def _run_one(
     device = torch.device("cuda" if accelerator == "gpu" else "cpu")
     model = create_model(model_name).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    warmup = WARMUP_BATCHES if device.type == "cuda" else 0
     if pipeline == "b":
         train_images, labels = read_splits(root).train
         train_images, labels = normalize(train_images).to(device), labels.to(device)
+        _plain_epoch(model, optimizer, ((train_images[:batch_size], labels[:batch_size]) for _ in range(warmup)))
         start = _finished(device)
         order = torch.randperm(len(labels), device=device)[:images]
         batches = ((train_images[i], labels[i]) for i in order.split(batch_size))
@@ -138,6 +146,8 @@ def _run_one(
     dataset = datasets.MNIST(str(folder.parent.parent), train=True, transform=transform)
     train_indices = torch.randperm(len(dataset))[: min(images, 55_000)]
     loader = DataLoader(Subset(dataset, train_indices.tolist()), batch_size=batch_size, shuffle=True)
+    warm = [(x.to(device), y.to(device)) for x, y in itertools.islice(loader, 1)] * warmup
+    _plain_epoch(model, optimizer, warm)
     start = _finished(device)
     count = _plain_epoch(model, optimizer, ((x.to(device), y.to(device)) for x, y in loader))
     return {"seconds": _finished(device) - start, "images": count, "batch_size": batch_size}
