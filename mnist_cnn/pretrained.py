@@ -126,7 +126,10 @@ def publish(run_dir: Path, directory: Path = PRETRAINED_DIR) -> PretrainedInfo:
     from mnist_cnn.models import count_parameters
 
     result = json.loads((run_dir / "result.json").read_text())
-    checkpoint = read_checkpoint(result["best_checkpoint"])
+    best = Path(result["best_checkpoint"])
+    if not best.is_file():  # a run dir copied from the machine that trained it (a GPU box, say)
+        best = run_dir / best.name
+    checkpoint = read_checkpoint(best)
     name = checkpoint["hyper_parameters"]["model_name"]
     target = directory / f"{name}.ckpt"
     staged = target.with_name(f".{target.name}.staged")

@@ -17,23 +17,33 @@ from mnist_cnn.training import build_datamodule, build_module
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
+class OnDeviceProbe(L.Callback):
+    """Records, mid-training, where the data and weights live (Lightning moves the module back to the CPU after fit)."""
+
+    def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, *args: object) -> None:
+        conv = next(layer for layer in module.modules() if isinstance(layer, torch.nn.Conv2d))
+        datasets = trainer.datamodule.datasets.values()
+        self.seen = {
+            "data_on_gpu": all(split.images.is_cuda and split.labels.is_cuda for split in datasets),
+            "weights_on_gpu": conv.weight.is_cuda,
+            "channels_last": conv.weight.is_contiguous(memory_format=torch.channels_last),
+            "fused": trainer.optimizers[0].defaults["fused"],
+        }
+
+
 def test_gpu_trainer_keeps_data_weights_and_optimizer_on_the_gpu(fake_root: Path) -> None:
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = validate(
             compose("train", overrides=["trainer=gpu", "model=lenet5", f"data.root={fake_root}", "data.val_size=100"])
         )
-    datamodule, module = build_datamodule(cfg), build_module(cfg)
+    datamodule, probe = build_datamodule(cfg), OnDeviceProbe()
     trainer = L.Trainer(
         accelerator="gpu", devices=1, precision=cfg.trainer.precision, max_epochs=1, limit_train_batches=2,
-        limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False, callbacks=[probe],
     )  # fmt: skip
-    trainer.fit(module, datamodule=datamodule)
-    assert datamodule.hparams.batch_size == cfg.data.batch_size * 8
-    assert all(split.images.is_cuda and split.labels.is_cuda for split in datamodule.datasets.values())
-    assert trainer.optimizers[0].defaults["fused"] is True
-    conv = next(layer for layer in module.model.modules() if isinstance(layer, torch.nn.Conv2d))
-    assert conv.weight.is_cuda and conv.weight.is_contiguous(memory_format=torch.channels_last)
-    assert trainer.precision == "bf16-mixed"
+    trainer.fit(build_module(cfg), datamodule=datamodule)
+    assert datamodule.hparams.batch_size == cfg.data.batch_size * 8 and trainer.precision == "bf16-mixed"
+    assert probe.seen == {"data_on_gpu": True, "weights_on_gpu": True, "channels_last": True, "fused": True}
 
 
 def test_train_cli_on_the_gpu_learns_the_generated_digits(fake_root: Path, tmp_path: Path) -> None:

@@ -104,6 +104,21 @@ def test_publish_ships_the_best_checkpoint_and_measures_it(
     assert verified_checkpoint("lenet5", tmp_path) == shipped
 
 
+def test_publish_finds_the_checkpoint_of_a_run_dir_copied_from_another_machine(
+    fake_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trained = _finished_run(tmp_path / "on-the-gpu-box", fake_root)
+    copied = trained.rename(tmp_path / "copied-here")  # result.json still names the old absolute path
+    monkeypatch.setenv("MNIST_DATA_DIR", str(fake_root))
+
+    info = publish(copied, directory=tmp_path)
+    assert info.sha256 == file_sha256(tmp_path / "lenet5.ckpt")
+    assert torch.equal(
+        torch.load(tmp_path / "lenet5.ckpt", weights_only=True)["state_dict"]["model.features.0.weight"],
+        torch.load(copied / "best.ckpt", weights_only=True)["state_dict"]["model.features.0.weight"],
+    )
+
+
 def test_a_publish_that_cannot_measure_leaves_the_shipped_file_and_manifest(
     fake_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
