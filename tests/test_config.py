@@ -135,3 +135,11 @@ def test_every_range_checked_key_rejects_a_bad_value_saying_what_is_allowed(key:
         config = _config_with(key)
         validate(_compose(f"{key}={bad}", *REQUIRED[config], config=config))
     assert str(error.value).startswith(f"{key}=") and allowed in str(error.value)
+
+
+@pytest.mark.parametrize("experiment", sorted(path.stem for path in (REPO / "conf" / "experiment").glob("*.yaml")))
+def test_every_experiment_recipe_composes_and_validates(experiment: str) -> None:
+    cfg = validate(_compose(f"experiment={experiment}"))
+    assert cfg.trainer.max_epochs >= 1 and cfg.optimizer.lr > 0
+    if experiment.endswith("_best"):  # the recipe of checkpoints/pretrained/<model>.ckpt
+        assert cfg.model.name == experiment.removesuffix("_best")
