@@ -6,12 +6,12 @@
     configured as ``python -m mnist_cnn.train`` composes it with ``trainer=cpu``, or ``trainer=gpu`` (bf16, data
     on the GPU, ``batch_scale``) with ``--accelerator gpu``, where (a) and (b) run in float32 on the GPU too
 
-On the GPU each timed epoch follows an untimed warm-up (``WARMUP_BATCHES`` batches for (a) and (b), one epoch
-for (c)): the first CUDA calls load kernels and choose cuDNN algorithms, a one-off cost that is not an epoch's.
-
 plus inference throughput of ``MNISTClassifier`` (eval mode, as ``predict`` and ``Evaluator`` run it) at batch 1
 and batch 1024. ``--startup`` times ``python -m mnist_cnn.train --help`` and a one-batch training run from
 the shell; ``--predict-files N`` times ``python -m mnist_cnn.predict`` on N rendered test digits.
+
+On the GPU each timed epoch follows an untimed warm-up (``WARMUP_BATCHES`` batches for (a) and (b), one epoch
+for (c)): the first CUDA calls load kernels and choose cuDNN algorithms, a one-off cost that is not an epoch's.
 
 Each (model, pipeline) runs in its own process so peak memory is its own. Report ratios, not seconds:
 the seconds depend on the machine, the ratios measured in one run do much less.
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import itertools
 import json
 import math
 import resource
@@ -131,7 +130,7 @@ def _run_one(
     if pipeline == "b":
         train_images, labels = read_splits(root).train
         train_images, labels = normalize(train_images).to(device), labels.to(device)
-        _plain_epoch(model, optimizer, ((train_images[:batch_size], labels[:batch_size]) for _ in range(warmup)))
+        _plain_epoch(model, optimizer, [(train_images[:batch_size], labels[:batch_size])] * warmup)
         start = _finished(device)
         order = torch.randperm(len(labels), device=device)[:images]
         batches = ((train_images[i], labels[i]) for i in order.split(batch_size))
@@ -146,8 +145,9 @@ def _run_one(
     dataset = datasets.MNIST(str(folder.parent.parent), train=True, transform=transform)
     train_indices = torch.randperm(len(dataset))[: min(images, 55_000)]
     loader = DataLoader(Subset(dataset, train_indices.tolist()), batch_size=batch_size, shuffle=True)
-    warm = [(x.to(device), y.to(device)) for x, y in itertools.islice(loader, 1)] * warmup
-    _plain_epoch(model, optimizer, warm)
+    if warmup:
+        images_0, labels_0 = next(iter(loader))
+        _plain_epoch(model, optimizer, [(images_0.to(device), labels_0.to(device))] * warmup)
     start = _finished(device)
     count = _plain_epoch(model, optimizer, ((x.to(device), y.to(device)) for x, y in loader))
     return {"seconds": _finished(device) - start, "images": count, "batch_size": batch_size}
