@@ -45,7 +45,6 @@ PIPELINES = {
 }
 INFERENCE = "inference"
 WARMUP_BATCHES = 10  # on the GPU, untimed steps before (a) and (b) start the clock
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
 def _plain_epoch(
@@ -71,14 +70,11 @@ def _finished(device: torch.device) -> float:
 def _project_config(model_name: str, accelerator: str, batch_size: int, root: str | None) -> TrainConfig:
     """What ``python -m mnist_cnn.train model=<model> trainer=<accelerator>`` runs (``trainer=gpu``: bf16, data on
     the GPU, fused optimizer, ``batch_scale``), with the bench's Adam at 1e-3 and batch size like (a) and (b)."""
-    from hydra import compose, initialize_config_dir
-
-    from mnist_cnn.config import validate
+    from mnist_cnn.config import compose_config, validate
 
     overrides = [f"model={model_name}", f"trainer={accelerator}", "optimizer=adam", "optimizer.lr=0.001"]
     overrides += [f"data.batch_size={batch_size}", *([f"data.root={root}"] if root else [])]
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return validate(compose(config_name="train", overrides=overrides))
+    return validate(compose_config(*overrides))
 
 
 def _project_epoch(

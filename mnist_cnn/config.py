@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -169,6 +170,16 @@ ConfigStore.instance().store(name="train_schema", node=TrainConfig)
 ConfigStore.instance().store(name="evaluate_schema", node=EvaluateConfig)
 ConfigStore.instance().store(name="predict_schema", node=PredictConfig)
 ConfigStore.instance().store(name="export_schema", node=ExportConfig)
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def compose_config(*overrides: str, config: str = "train") -> DictConfig:
+    """``conf/<config>.yaml`` composed with command-line style ``overrides``, outside ``@hydra.main``."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name=config, overrides=list(overrides))
 
 
 def _limit(value: Any) -> bool:

@@ -7,17 +7,9 @@ import typing
 
 import pytest
 from conftest import REPO
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
 
-from mnist_cnn.config import RULES, ConfigError, ExportConfig, PredictConfig, TrainConfig, validate
+from mnist_cnn.config import RULES, ConfigError, ExportConfig, PredictConfig, TrainConfig, compose_config, validate
 from mnist_cnn.training import build_datamodule, build_module
-
-
-def _compose(*overrides: str, config: str = "train") -> DictConfig:
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose(config, overrides=list(overrides))
-
 
 REQUIRED = {"train": (), "predict": ("inputs=digit.png",), "export": ("ckpt_path=model.ckpt",)}
 
@@ -36,7 +28,7 @@ def _config_with(key: str) -> str:
 
 
 def test_defaults_are_the_seed_base_config() -> None:
-    cfg = validate(_compose("model=resnet"))
+    cfg = validate(compose_config("model=resnet"))
     assert isinstance(cfg, TrainConfig)
     assert (cfg.data.batch_size, cfg.data.augment, cfg.trainer.max_epochs) == (64, True, 20)
     assert (cfg.optimizer.name, cfg.optimizer.lr, cfg.optimizer.weight_decay, cfg.optimizer.momentum) == (
@@ -50,28 +42,28 @@ def test_defaults_are_the_seed_base_config() -> None:
 
 
 def test_simple_cnn_brings_its_recipe() -> None:
-    cfg = validate(_compose("model=simple_cnn"))
+    cfg = validate(compose_config("model=simple_cnn"))
     assert (cfg.data.batch_size, cfg.trainer.max_epochs, cfg.model.dropout_rate) == (128, 15, 0.5)
 
 
 def test_lenet5_brings_its_recipe() -> None:
-    cfg = validate(_compose("model=lenet5"))
+    cfg = validate(compose_config("model=lenet5"))
     assert (cfg.data.batch_size, cfg.trainer.max_epochs) == (64, 20)
     assert (cfg.optimizer.name, cfg.optimizer.lr) == ("sgd", 0.01)
     assert cfg.model.kwargs() == {}
 
 
 def test_command_line_overrides_win_over_the_recipe() -> None:
-    cfg = validate(_compose("model=lenet5", "optimizer=adam", "optimizer.lr=0.003", "data.batch_size=32"))
+    cfg = validate(compose_config("model=lenet5", "optimizer=adam", "optimizer.lr=0.003", "data.batch_size=32"))
     assert (cfg.optimizer.name, cfg.optimizer.lr, cfg.data.batch_size) == ("adam", 0.003, 32)
 
 
 def test_gpu_trainer_uses_bf16_mixed_precision_and_scaled_batches() -> None:
-    cfg = validate(_compose("trainer=gpu", "model=lenet5"))
+    cfg = validate(compose_config("trainer=gpu", "model=lenet5"))
     assert (cfg.trainer.accelerator, cfg.trainer.precision, cfg.batch_scale) == ("gpu", "bf16-mixed", 8)
     assert build_datamodule(cfg).hparams.batch_size == 8 * 64  # the recipe's batch, scaled
     assert build_module(cfg).hparams.lr == pytest.approx(8 * 0.01)  # and its learning rate with it
-    assert validate(_compose("trainer=ddp")).trainer.strategy == "ddp"
+    assert validate(compose_config("trainer=ddp")).trainer.strategy == "ddp"
 
 
 @pytest.mark.parametrize(
@@ -88,18 +80,18 @@ def test_gpu_trainer_uses_bf16_mixed_precision_and_scaled_batches() -> None:
 )
 def test_out_of_range_values_are_refused_by_key(override: str, message: str) -> None:
     with pytest.raises(ConfigError) as error:
-        validate(_compose(override))
+        validate(compose_config(override))
     assert message in str(error.value)
 
 
 @pytest.mark.parametrize("override", ["optimizer.lr=abc", "data.batch_size=many", "optimizer.lrr=0.1"])
 def test_wrong_types_and_unknown_keys_fail_while_composing(override: str) -> None:
     with pytest.raises(Exception, match="optimizer.lr|data.batch_size|lrr"):
-        _compose(override)
+        compose_config(override)
 
 
 def test_limit_batches_accept_counts_and_fractions() -> None:
-    cfg = validate(_compose("trainer.limit_train_batches=20", "trainer.limit_val_batches=0.5"))
+    cfg = validate(compose_config("trainer.limit_train_batches=20", "trainer.limit_val_batches=0.5"))
     assert (cfg.trainer.limit_train_batches, cfg.trainer.limit_val_batches) == (20, 0.5)
 
 
@@ -122,7 +114,7 @@ TYPE_WORDS = {int: "Integer", float: "Float", bool: "bool"}
 @pytest.mark.parametrize(("key", "kind"), _typed_fields(TrainConfig), ids=lambda value: str(value))
 def test_every_typed_field_rejects_a_wrong_type_naming_the_key(key: str, kind: type) -> None:
     with pytest.raises(Exception) as error:
-        _compose(f"{key}=abc")
+        compose_config(f"{key}=abc")
     message = f"{error.value} {error.value.__cause__}"
     assert key in message and TYPE_WORDS[kind] in message
 
@@ -133,13 +125,13 @@ def test_every_range_checked_key_rejects_a_bad_value_saying_what_is_allowed(key:
     bad = "bogus" if allowed.startswith("one of") else -5
     with pytest.raises(ConfigError) as error:
         config = _config_with(key)
-        validate(_compose(f"{key}={bad}", *REQUIRED[config], config=config))
+        validate(compose_config(f"{key}={bad}", *REQUIRED[config], config=config))
     assert str(error.value).startswith(f"{key}=") and allowed in str(error.value)
 
 
 @pytest.mark.parametrize("experiment", sorted(path.stem for path in (REPO / "conf" / "experiment").glob("*.yaml")))
 def test_every_experiment_recipe_composes_and_validates(experiment: str) -> None:
-    cfg = validate(_compose(f"experiment={experiment}"))
+    cfg = validate(compose_config(f"experiment={experiment}"))
     assert cfg.trainer.max_epochs >= 1 and cfg.optimizer.lr > 0
     if experiment.endswith("_best"):  # the recipe of checkpoints/pretrained/<model>.ckpt
         assert cfg.model.name == experiment.removesuffix("_best")

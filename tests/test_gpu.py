@@ -8,10 +8,9 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from conftest import REPO, run_cli
-from hydra import compose, initialize_config_dir
+from conftest import run_cli
 
-from mnist_cnn.config import validate
+from mnist_cnn.config import compose_config, validate
 from mnist_cnn.training import build_datamodule, build_module
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -32,10 +31,7 @@ class OnDeviceProbe(L.Callback):
 
 
 def test_gpu_trainer_keeps_data_weights_and_optimizer_on_the_gpu(fake_root: Path) -> None:
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = validate(
-            compose("train", overrides=["trainer=gpu", "model=lenet5", f"data.root={fake_root}", "data.val_size=100"])
-        )
+    cfg = validate(compose_config("trainer=gpu", "model=lenet5", f"data.root={fake_root}", "data.val_size=100"))
     datamodule, probe = build_datamodule(cfg), OnDeviceProbe()
     trainer = L.Trainer(
         accelerator="gpu", devices=1, precision=cfg.trainer.precision, max_epochs=1, limit_train_batches=2,
