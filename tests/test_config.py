@@ -6,9 +6,17 @@ import dataclasses
 import typing
 
 import pytest
-from conftest import REPO
 
-from mnist_cnn.config import RULES, ConfigError, ExportConfig, PredictConfig, TrainConfig, compose_config, validate
+from mnist_cnn.config import (
+    CONF_DIR,
+    RULES,
+    ConfigError,
+    ExportConfig,
+    PredictConfig,
+    TrainConfig,
+    compose_config,
+    validate,
+)
 from mnist_cnn.training import build_datamodule, build_module
 
 REQUIRED = {"train": (), "predict": ("inputs=digit.png",), "export": ("ckpt_path=model.ckpt",)}
@@ -129,7 +137,7 @@ def test_every_range_checked_key_rejects_a_bad_value_saying_what_is_allowed(key:
     assert str(error.value).startswith(f"{key}=") and allowed in str(error.value)
 
 
-@pytest.mark.parametrize("experiment", sorted(path.stem for path in (REPO / "conf" / "experiment").glob("*.yaml")))
+@pytest.mark.parametrize("experiment", sorted(path.stem for path in (CONF_DIR / "experiment").glob("*.yaml")))
 def test_every_experiment_recipe_composes_and_validates(experiment: str) -> None:
     cfg = validate(compose_config(f"experiment={experiment}"))
     assert cfg.trainer.max_epochs >= 1 and cfg.optimizer.lr > 0
