@@ -1,4 +1,4 @@
-"""Lightning callbacks that make a training run survive interruptions and resume exactly."""
+"""Lightning callbacks: survive interruptions, resume exactly, and keep a moving average of the weights."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import EMAWeightAveraging
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 
@@ -62,3 +64,16 @@ class RandomState(L.Callback):
         torch.set_rng_state(state_dict["cpu"])
         if "cuda" in state_dict and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state_dict["cuda"])
+
+
+class ExponentialMovingAverage(EMAWeightAveraging):
+    """Lightning's EMA of the weights: validation, the checkpoints and the final model use the average.
+
+    One fix: Lightning's callback restores the raw (unaveraged) weights whenever a checkpoint of its
+    is loaded, so ``trainer.test(ckpt_path=...)`` after a fit would test those instead of the average
+    that validation chose. Only a resumed fit needs them.
+    """
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        if trainer.state.fn == TrainerFn.FITTING:
+            super().on_load_checkpoint(trainer, pl_module, checkpoint)

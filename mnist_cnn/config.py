@@ -108,9 +108,18 @@ class EarlyStoppingConfig:
 
 
 @dataclass
+class EMAConfig:
+    """An exponential moving average of the weights (``EMAWeightAveraging``), plus a switch."""
+
+    enabled: bool = MISSING
+    decay: float = MISSING
+
+
+@dataclass
 class CallbacksConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    ema: EMAConfig = field(default_factory=EMAConfig)
 
 
 @dataclass
@@ -226,6 +235,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "callbacks.early_stopping.mode": _one_of("min", "max"),
     "callbacks.early_stopping.patience": _NON_NEGATIVE,
     "callbacks.early_stopping.min_delta": _NON_NEGATIVE,
+    "callbacks.ema.decay": ((lambda value: 0 < value < 1), "a number in (0, 1), e.g. 0.999"),
     "logger.name": _one_of("csv", "tensorboard"),
     "trainer.num_nodes": _POSITIVE,
     "optimized_metric": _one_of("best_val_acc", "test_acc"),

@@ -18,7 +18,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import OmegaConf
 
-from mnist_cnn.callbacks import GracefulInterrupt, RandomState
+from mnist_cnn.callbacks import ExponentialMovingAverage, GracefulInterrupt, RandomState
 from mnist_cnn.checkpoint_io import AtomicCheckpointIO
 from mnist_cnn.checkpoints import check_resumable
 from mnist_cnn.config import ConfigError, TrainConfig
@@ -175,6 +175,8 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, interrupt: GracefulInterrupt)
     early_stopping = asdict(cfg.callbacks.early_stopping)
     if early_stopping.pop("enabled"):
         callbacks.append(EarlyStopping(**early_stopping))
+    if cfg.callbacks.ema.enabled:
+        callbacks.append(ExponentialMovingAverage(decay=cfg.callbacks.ema.decay))
     return L.Trainer(
         **asdict(cfg.trainer),
         default_root_dir=run_dir,

@@ -11,6 +11,9 @@ import pytest
 import torch
 from conftest import run_cli
 
+from mnist_cnn.data import read_test_split
+from mnist_cnn.evaluation import Evaluator
+from mnist_cnn.module import MNISTClassifier
 from mnist_cnn.training import new_run_dir
 
 QUICK = ("trainer.max_epochs=1", "trainer.enable_progress_bar=false", "data.val_size=100")
@@ -142,3 +145,19 @@ def test_tensorboard_logger_writes_event_files_in_the_run_dir(fake_root: Path, t
     assert result.returncode == 0, result.stderr
     (run_dir,) = _run_dirs(tmp_path, "lenet5")
     assert list(run_dir.glob("tensorboard/version_0/events.out.tfevents.*")) and not (run_dir / "csv").exists()
+
+
+def test_ema_weights_are_validated_checkpointed_and_tested(fake_root: Path, tmp_path: Path) -> None:
+    args = ("model=lenet5", *QUICK, "trainer.max_epochs=2", "callbacks.ema.enabled=true", "callbacks.ema.decay=0.9")
+    result = run_cli("mnist_cnn.train", *args, cwd=tmp_path, data_root=fake_root)
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = _run_dirs(tmp_path, "lenet5")
+    checkpoint = torch.load(run_dir / "best.ckpt", weights_only=True)
+    average = MNISTClassifier.load_from_checkpoint(run_dir / "best.ckpt", weights_only=True)
+    raw = MNISTClassifier.load_from_checkpoint(run_dir / "best.ckpt", weights_only=True)
+    raw.load_state_dict(checkpoint["current_model_state"])  # the weights the optimizer was stepping
+    test_split = read_test_split(fake_root, download=False)
+    average_acc, raw_acc = (Evaluator(model.eval(), test_split).evaluate()["accuracy"] for model in (average, raw))
+    assert average_acc != raw_acc  # two different models, so the next line tells which one was tested
+    record = json.loads((run_dir / "result.json").read_text())
+    assert record["metrics"]["test_acc"] == pytest.approx(average_acc, abs=1e-6)
