@@ -53,7 +53,10 @@ class MNISTClassifier(L.LightningModule):
         if channels_last:  # NHWC convolutions are faster with oneDNN on CPUs and with cuDNN on GPUs
             self.model = self.model.to(memory_format=torch.channels_last)
         # ModuleDict keys must not shadow nn.Module methods such as train(), hence the suffixes.
-        self.losses = torch.nn.ModuleDict({f"{stage}_loss": MeanMetric() for stage in STAGES})
+        # Fed per-image losses, so the plain mean is the per-image mean whatever the batch sizes. "disable":
+        # a NaN loss shows as NaN instead of being dropped with a warning, and no per-step NaN scan (a GPU
+        # sync) runs; it cannot take weights (torchmetrics#3434 replaces them with ones), hence no weights.
+        self.losses = torch.nn.ModuleDict({f"{stage}_loss": MeanMetric(nan_strategy="disable") for stage in STAGES})
         accuracy = MetricCollection(
             {
                 "acc": MulticlassAccuracy(num_classes, average="micro", validate_args=False),
@@ -84,10 +87,10 @@ class MNISTClassifier(L.LightningModule):
     def _step(self, batch: Batch, stage: str) -> torch.Tensor:
         images, labels = batch
         logits = self(images)
-        loss = F.cross_entropy(logits, labels)
-        self.losses[f"{stage}_loss"].update(loss.detach(), weight=len(labels))
+        losses = F.cross_entropy(logits, labels, reduction="none")
+        self.losses[f"{stage}_loss"].update(losses.detach())
         self.accuracies[f"{stage}_acc"].update(logits.detach(), labels)
-        return loss
+        return losses.mean()
 
     def _log_epoch(self, stage: str) -> None:
         # Logged once per epoch rather than from every step: self.log costs about as much as

@@ -55,6 +55,17 @@ def test_accuracy_is_micro_averaged() -> None:
     assert model.accuracies["test_acc"].compute()["test_acc"] == pytest.approx(0.75)  # macro would give 0.5
 
 
+def test_loss_is_the_mean_over_images_and_shows_nan() -> None:
+    model = MNISTClassifier("lenet5").eval()
+    images, labels = torch.randn(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
+    model.test_step((images[:3], labels[:3]), 0)
+    model.test_step((images[3:], labels[3:]), 1)  # a short last batch weighs as one image, not as one batch
+    expected = torch.nn.functional.cross_entropy(model(images), labels)
+    torch.testing.assert_close(model.losses["test_loss"].compute(), expected)
+    model.test_step((torch.full((2, 1, 28, 28), float("nan")), labels[:2]), 2)
+    assert model.losses["test_loss"].compute().isnan()  # not dropped from the mean with a warning
+
+
 def test_predict_step_returns_probabilities() -> None:
     probabilities = MNISTClassifier("lenet5").predict_step(torch.randn(3, 1, 28, 28), 0)
     assert probabilities.shape == (3, 10) and torch.allclose(probabilities.sum(dim=1), torch.ones(3))
