@@ -85,6 +85,7 @@ def test_launchers_run_the_jobs_of_a_sweep(launcher: str, log_line: str, fake_ro
     assert {row["status"] for row in rows} == {"ok"}
 
 
+@pytest.mark.xdist_group("ddp")
 def test_ddp_on_two_cpu_processes_logs_the_accuracy_of_the_whole_validation_set(
     fake_root: Path, tmp_path: Path
 ) -> None:
@@ -108,6 +109,7 @@ def test_ddp_on_two_cpu_processes_logs_the_accuracy_of_the_whole_validation_set(
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("ddp")
 def test_ddp_in_a_sweep_spawns_its_processes_instead_of_rerunning_the_sweep(fake_root: Path, tmp_path: Path) -> None:
     result, _, rows = _sweep(tmp_path, "-m", "trainer=ddp_cpu", "model=lenet5", data_root=fake_root)
     assert result.returncode == 0, result.stderr
