@@ -83,6 +83,8 @@ class TrainerConfig:
     enable_model_summary: bool = MISSING
     strategy: str = MISSING  # auto, ddp (one process per device), ddp_spawn
     num_nodes: int = MISSING
+    check_val_every_n_epoch: int = MISSING  # validate (and keep the best checkpoint) every N epochs
+    num_sanity_val_steps: int = MISSING  # validation batches run before training, to fail early on a bug
 
 
 @dataclass
@@ -224,6 +226,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.zoom_fraction": _FRACTION,
     "trainer.max_epochs": _POSITIVE,
     "trainer.log_every_n_steps": _POSITIVE,
+    "trainer.check_val_every_n_epoch": _POSITIVE,
+    "trainer.num_sanity_val_steps": _NON_NEGATIVE,
     "trainer.limit_train_batches": _LIMIT,
     "trainer.limit_val_batches": (
         lambda value: _limit(value) and value != 0,

@@ -11,7 +11,7 @@ from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
 from mnist_cnn.models import create_model
-from mnist_cnn.optim import build_optimizer, build_scheduler
+from mnist_cnn.optim import PER_STEP_SCHEDULERS, build_optimizer, build_scheduler
 
 if TYPE_CHECKING:
     from mnist_cnn.prediction import Predictions
@@ -139,8 +139,11 @@ class MNISTClassifier(L.LightningModule):
         # LeNet-5's Adam step is several times cheaper. The model is on its device when Lightning calls this.
         fused = self.device.type in ("cpu", "cuda")
         optimizer = build_optimizer(self.parameters(), hp.optimizer, hp.lr, hp.weight_decay, hp.momentum, fused)
-        max_epochs = self.trainer.max_epochs if self._trainer is not None else 1
-        scheduler = build_scheduler(optimizer, hp.scheduler, hp.decay_epochs, hp.decay_rate, max_epochs)
+        attached = self._trainer is not None
+        max_epochs = self.trainer.max_epochs if attached else 1
+        total_steps = int(self.trainer.estimated_stepping_batches) if attached else 1
+        scheduler = build_scheduler(optimizer, hp.scheduler, hp.decay_epochs, hp.decay_rate, max_epochs, total_steps)
         if scheduler is None:
             return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        interval = "step" if hp.scheduler in PER_STEP_SCHEDULERS else "epoch"
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}

@@ -11,7 +11,8 @@ if TYPE_CHECKING:  # torch is imported where it is used, so the config schema (a
     from torch.optim.lr_scheduler import LRScheduler
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
-SCHEDULERS = ("constant", "step", "exponential", "cosine")
+SCHEDULERS = ("constant", "step", "exponential", "cosine", "onecycle")
+PER_STEP_SCHEDULERS = ("onecycle",)  # stepped after every optimizer step, not every epoch
 
 
 def build_optimizer(
@@ -38,11 +39,12 @@ def build_optimizer(
 
 
 def build_scheduler(
-    optimizer: Optimizer, name: str, decay_epochs: int, decay_rate: float, max_epochs: int
+    optimizer: Optimizer, name: str, decay_epochs: int, decay_rate: float, max_epochs: int, total_steps: int = 1
 ) -> LRScheduler | None:
-    """An epoch-wise schedule: ``step`` multiplies the LR by ``decay_rate`` every ``decay_epochs`` epochs,
-    ``exponential`` decays smoothly at the same average rate, ``cosine`` anneals to 0 over ``max_epochs``."""
-    from torch.optim.lr_scheduler import CosineAnnealingLR, ExponentialLR, StepLR
+    """``step`` multiplies the LR by ``decay_rate`` every ``decay_epochs`` epochs, ``exponential`` decays smoothly
+    at the same average rate, ``cosine`` anneals to 0 over ``max_epochs``; ``onecycle`` (per step, for short runs)
+    warms up from LR/25 to LR over the first 30 % of ``total_steps``, then anneals to ~0."""
+    from torch.optim.lr_scheduler import CosineAnnealingLR, ExponentialLR, OneCycleLR, StepLR
 
     if name == "constant":
         return None
@@ -52,4 +54,7 @@ def build_scheduler(
         return ExponentialLR(optimizer, gamma=decay_rate ** (1 / decay_epochs))
     if name == "cosine":
         return CosineAnnealingLR(optimizer, T_max=max(max_epochs, 1))
+    if name == "onecycle":
+        max_lr = [group["lr"] for group in optimizer.param_groups]
+        return OneCycleLR(optimizer, max_lr=max_lr, total_steps=max(total_steps, 1), cycle_momentum=False)
     raise ValueError(f"unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}")

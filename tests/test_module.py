@@ -103,6 +103,26 @@ def test_schedules_follow_their_formula(name: str, lr_after_epochs: list[float])
     assert seen == pytest.approx(lr_after_epochs)
 
 
+def test_onecycle_warms_up_for_30_percent_of_the_steps_then_anneals_to_almost_zero() -> None:
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = build_scheduler(optimizer, "onecycle", decay_epochs=1, decay_rate=1.0, max_epochs=1, total_steps=10)
+    seen = []
+    for _ in range(10):
+        seen.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert seen[0] == pytest.approx(1 / 25) and seen[:3] == sorted(seen[:3])
+    assert max(seen) == pytest.approx(1.0) and seen[2:] == sorted(seen[2:], reverse=True)
+    assert seen[-1] == pytest.approx(1 / 25 / 1e4)
+
+
+def test_fit_steps_a_per_step_schedule_after_every_batch(fake_root: Path, tmp_path: Path) -> None:
+    _, trainer = _fit(fake_root, tmp_path, scheduler="onecycle", lr=0.01)
+    (config,) = trainer.lr_scheduler_configs
+    assert config.scheduler.total_steps == trainer.global_step == 4  # the schedule spans the run's 4 batches
+    assert config.interval == "step" and config.scheduler.last_epoch == 4  # stepped after each of them
+
+
 def test_unknown_optimizer_and_schedule_are_refused() -> None:
     params = [torch.nn.Parameter(torch.zeros(1))]
     with pytest.raises(ValueError, match="unknown optimizer 'adamw'; choose one of adam, sgd, rmsprop"):
