@@ -161,3 +161,14 @@ def test_ema_weights_are_validated_checkpointed_and_tested(fake_root: Path, tmp_
     assert average_acc != raw_acc  # two different models, so the next line tells which one was tested
     record = json.loads((run_dir / "result.json").read_text())
     assert record["metrics"]["test_acc"] == pytest.approx(average_acc, abs=1e-6)
+
+
+def test_speedrun_recipe_validates_and_checkpoints_once_after_the_last_epoch(fake_root: Path, tmp_path: Path) -> None:
+    on_cpu = ("trainer.accelerator=cpu", "trainer.precision=32-true", "batch_scale=1", "trainer.limit_train_batches=3")
+    args = ("experiment=speedrun", *on_cpu, *QUICK, "trainer.max_epochs=3")
+    result = run_cli("mnist_cnn.train", *args, cwd=tmp_path, data_root=fake_root)
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = _run_dirs(tmp_path, "simple_cnn")
+    assert _validated_epochs(run_dir) == [2]  # check_val_every_n_epoch follows max_epochs; no sanity check
+    assert torch.load(run_dir / "best.ckpt", weights_only=True)["epoch"] == 2
+    assert json.loads((run_dir / "result.json").read_text())["metrics"]["best_val_acc"] > 0
