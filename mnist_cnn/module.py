@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import lightning as L
@@ -141,9 +142,14 @@ class MNISTClassifier(L.LightningModule):
         optimizer = build_optimizer(self.parameters(), hp.optimizer, hp.lr, hp.weight_decay, hp.momentum, fused)
         attached = self._trainer is not None
         max_epochs = self.trainer.max_epochs if attached else 1
-        total_steps = int(self.trainer.estimated_stepping_batches) if attached else 1
-        scheduler = build_scheduler(optimizer, hp.scheduler, hp.decay_epochs, hp.decay_rate, max_epochs, total_steps)
+        per_step = hp.scheduler in PER_STEP_SCHEDULERS
+        total_steps = self.trainer.estimated_stepping_batches if attached and per_step else 1
+        if not math.isfinite(total_steps):
+            raise ValueError(f"scheduler {hp.scheduler!r} needs a run of known length: set max_epochs or max_steps")
+        scheduler = build_scheduler(
+            optimizer, hp.scheduler, hp.decay_epochs, hp.decay_rate, max_epochs, int(total_steps)
+        )
         if scheduler is None:
             return optimizer
-        interval = "step" if hp.scheduler in PER_STEP_SCHEDULERS else "epoch"
+        interval = "step" if per_step else "epoch"
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}

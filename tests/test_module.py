@@ -123,6 +123,15 @@ def test_fit_steps_a_per_step_schedule_after_every_batch(fake_root: Path, tmp_pa
     assert config.interval == "step" and config.scheduler.last_epoch == 4  # stepped after each of them
 
 
+def test_onecycle_refuses_a_run_of_unknown_length(fake_root: Path, tmp_path: Path) -> None:
+    trainer = L.Trainer(
+        accelerator="cpu", max_epochs=-1, logger=False, enable_progress_bar=False, default_root_dir=tmp_path
+    )
+    datamodule = MNISTDataModule(root=str(fake_root), val_size=100, batch_size=16)
+    with pytest.raises(ValueError, match="'onecycle' needs a run of known length: set max_epochs or max_steps"):
+        trainer.fit(MNISTClassifier("lenet5", scheduler="onecycle"), datamodule=datamodule)
+
+
 def test_unknown_optimizer_and_schedule_are_refused() -> None:
     params = [torch.nn.Parameter(torch.zeros(1))]
     with pytest.raises(ValueError, match="unknown optimizer 'adamw'; choose one of adam, sgd, rmsprop"):
