@@ -48,6 +48,8 @@ class DataConfig:
     rotation_degrees: float = MISSING
     shift_fraction: float = MISSING
     zoom_fraction: float = MISSING
+    elastic_alpha: float = MISSING
+    elastic_sigma: float = MISSING
     on_device: bool = MISSING
 
 
@@ -224,6 +226,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.rotation_degrees": ((lambda value: 0 <= value <= 180), "a number of degrees in [0, 180]"),
     "data.shift_fraction": _FRACTION,
     "data.zoom_fraction": _FRACTION,
+    "data.elastic_alpha": _NON_NEGATIVE,
+    "data.elastic_sigma": _POSITIVE,
     "trainer.max_epochs": _POSITIVE,
     "trainer.log_every_n_steps": _POSITIVE,
     "trainer.check_val_every_n_epoch": _POSITIVE,

@@ -16,7 +16,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from mnist_cnn.augment import random_affine
+from mnist_cnn.augment import random_distortion
 from mnist_cnn.idx import MNISTDataError, read_idx_pair
 from mnist_cnn.pixels import normalize
 
@@ -146,6 +146,8 @@ class MNISTDataModule(L.LightningDataModule):
         rotation_degrees: float = 10.0,
         shift_fraction: float = 0.1,
         zoom_fraction: float = 0.1,
+        elastic_alpha: float = 0.0,
+        elastic_sigma: float = 4.0,
         on_device: bool = True,
     ) -> None:
         super().__init__()
@@ -183,7 +185,8 @@ class MNISTDataModule(L.LightningDataModule):
         images, labels = batch
         images = images.float().div_(255) if images.dtype == torch.uint8 else images
         if self.hparams.augment and self.trainer is not None and self.trainer.training:
-            images = random_affine(
-                images, self.hparams.rotation_degrees, self.hparams.shift_fraction, self.hparams.zoom_fraction
+            hp = self.hparams
+            images = random_distortion(
+                images, hp.rotation_degrees, hp.shift_fraction, hp.zoom_fraction, hp.elastic_alpha, hp.elastic_sigma
             )
         return normalize(images), labels

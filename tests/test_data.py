@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mnist_cnn.augment import affine_grid, random_affine
+from mnist_cnn.augment import affine_grid, elastic_displacement, random_distortion
 from mnist_cnn.data import MNISTDataModule, ensure_mnist, load_mnist, read_splits, resolve_root
 from mnist_cnn.idx import MNISTDataError
 from mnist_cnn.pixels import MEAN, STD, normalize
@@ -102,6 +102,17 @@ def test_training_batches_are_augmented_per_image(fake_root: Path) -> None:
     assert len({tuple(row.flatten().tolist()) for row in out}) == 8  # every copy transformed differently
 
 
+def test_elastic_warp_alone_distorts_training_batches(fake_root: Path) -> None:
+    no_affine = {"rotation_degrees": 0.0, "shift_fraction": 0.0, "zoom_fraction": 0.0}
+    images = None
+    for alpha, changed in [(0.0, False), (34.0, True)]:
+        datamodule, trainer = _datamodule(fake_root, elastic_alpha=alpha, **no_affine)
+        trainer.training = True
+        images = datamodule.datasets["train"].images[:4]
+        out, _ = datamodule.on_after_batch_transfer((images, torch.zeros(4)), 0)
+        assert torch.allclose(out, normalize(images), atol=1e-4) is not changed
+
+
 def test_augmentation_can_be_switched_off(fake_root: Path) -> None:
     datamodule, trainer = _datamodule(fake_root, augment=False)
     trainer.training = True
@@ -117,16 +128,37 @@ def test_affine_grid_matches_torch(height: int, width: int) -> None:
     torch.testing.assert_close(affine_grid(theta, height, width), expected, rtol=0, atol=1e-6)
 
 
-def test_random_affine_without_range_is_the_identity() -> None:
+def test_random_distortion_without_range_is_the_identity() -> None:
     images = torch.rand(3, 1, 28, 28)
-    assert torch.allclose(random_affine(images, 0.0, 0.0, 0.0), images, atol=1e-5)
+    assert torch.allclose(random_distortion(images, 0.0, 0.0, 0.0), images, atol=1e-5)
 
 
-def test_random_affine_shift_moves_ink_by_up_to_the_range() -> None:
+def test_random_distortion_shift_moves_ink_by_up_to_the_range() -> None:
     images = torch.zeros(64, 1, 28, 28)
     images[:, :, 12:16, 12:16] = 1.0
-    moved = random_affine(images, max_degrees=0.0, max_shift=0.1, max_zoom=0.0)
+    moved = random_distortion(images, max_degrees=0.0, max_shift=0.1, max_zoom=0.0)
     columns = torch.arange(28.0)
     centre_x = (moved.sum(dim=(1, 2)) * columns).sum(dim=1) / moved.sum(dim=(1, 2, 3))
     assert (centre_x - 13.5).abs().max() <= 0.1 * 28 + 0.5
     assert (centre_x - 13.5).abs().max() > 0.5
+
+
+def test_elastic_field_is_smooth_and_scales_with_alpha() -> None:
+    like = torch.zeros(1)
+    torch.manual_seed(0)
+    unit = elastic_displacement(256, 28, 28, 1.0, 4.0, like)
+    torch.manual_seed(0)
+    field = elastic_displacement(256, 28, 28, 34.0, 4.0, like)
+    assert field.shape == (256, 28, 28, 2)
+    torch.testing.assert_close(field, 34 * unit)
+    pixels = field * 14  # grid units span 2 over 28 pixels
+    neighbour_difference = (pixels[:, :, 1:] - pixels[:, :, :-1]).abs().mean()
+    assert neighbour_difference < 0.2 * pixels.abs().mean()  # smooth: neighbours move almost together
+    assert 0.5 < pixels.pow(2).mean().sqrt() < 4  # a warp of a pixel or two, not a scramble
+
+
+def test_elastic_field_is_in_grid_units_with_x_first() -> None:
+    """On a 16 x 32 image a pixel is 2/32 of the grid across and 2/16 down: the y column is twice as large."""
+    field = elastic_displacement(1024, 16, 32, 10.0, 2.0, torch.zeros(1))
+    rms_x, rms_y = field.pow(2).mean(dim=(0, 1, 2)).sqrt()
+    assert 1.8 < rms_y / rms_x < 2.2
