@@ -104,7 +104,6 @@ def test_training_batches_are_augmented_per_image(fake_root: Path) -> None:
 
 def test_elastic_warp_alone_distorts_training_batches(fake_root: Path) -> None:
     no_affine = {"rotation_degrees": 0.0, "shift_fraction": 0.0, "zoom_fraction": 0.0}
-    images = None
     for alpha, changed in [(0.0, False), (34.0, True)]:
         datamodule, trainer = _datamodule(fake_root, elastic_alpha=alpha, **no_affine)
         trainer.training = True
