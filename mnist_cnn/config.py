@@ -144,6 +144,7 @@ class TrainConfig:
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     seed: Optional[int] = MISSING
     batch_scale: int = MISSING
+    label_smoothing: float = MISSING
     ckpt_path: Optional[str] = MISSING
     checkpoint_root: str = MISSING
     test: bool = MISSING
@@ -217,6 +218,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "optimizer.lr": _POSITIVE,
     "optimizer.weight_decay": _NON_NEGATIVE,
     "optimizer.momentum": _FRACTION,
+    "label_smoothing": _FRACTION,
     "scheduler.name": _one_of(*SCHEDULERS),
     "scheduler.decay_epochs": _POSITIVE,
     "scheduler.decay_rate": ((lambda value: 0 < value <= 1), "a number in (0, 1]"),

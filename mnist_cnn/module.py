@@ -38,6 +38,9 @@ def _accuracies(num_classes: int, stage: str, top3: bool) -> MetricCollection:
 class MNISTClassifier(L.LightningModule):
     """Any registered architecture, trained with cross-entropy and scored with torchmetrics.
 
+    ``label_smoothing`` softens the training targets only; validation and test losses stay the plain
+    cross-entropy, so they compare across recipes.
+
     Every argument is plain data and is saved as a hyperparameter, so
     ``MNISTClassifier.load_from_checkpoint(path)`` rebuilds the model with no other input.
     Inputs are normalised images (see ``mnist_cnn.data.normalize``); outputs are logits.
@@ -56,6 +59,7 @@ class MNISTClassifier(L.LightningModule):
         scheduler: str = "step",
         decay_epochs: int = 5,
         decay_rate: float = 0.5,
+        label_smoothing: float = 0.0,
         channels_last: bool = True,
     ) -> None:
         super().__init__()
@@ -94,7 +98,8 @@ class MNISTClassifier(L.LightningModule):
     def _step(self, batch: Batch, stage: str) -> torch.Tensor:
         images, labels = batch
         logits = self(images)
-        losses = F.cross_entropy(logits, labels, reduction="none")
+        smoothing = self.hparams.label_smoothing if stage == "train" else 0.0
+        losses = F.cross_entropy(logits, labels, reduction="none", label_smoothing=smoothing)
         self.losses[f"{stage}_loss"].update(losses.detach())
         self.accuracies[f"{stage}_acc"].update(logits.detach(), labels)
         return losses.mean()

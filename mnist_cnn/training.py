@@ -145,6 +145,7 @@ def build_module(cfg: TrainConfig) -> MNISTClassifier:
             scheduler=cfg.scheduler.name,
             decay_epochs=cfg.scheduler.decay_epochs,
             decay_rate=cfg.scheduler.decay_rate,
+            label_smoothing=cfg.label_smoothing,
         )
     except ValueError as error:
         raise ConfigError(f"invalid options for model {cfg.model.name}: {error}") from None

@@ -74,6 +74,10 @@ def test_gpu_trainer_uses_bf16_mixed_precision_and_scaled_batches() -> None:
     assert validate(compose_config("trainer=ddp")).trainer.strategy == "ddp"
 
 
+def test_label_smoothing_reaches_the_module() -> None:
+    assert build_module(validate(compose_config("label_smoothing=0.1"))).hparams.label_smoothing == 0.1
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [

@@ -67,6 +67,17 @@ def test_loss_is_the_mean_over_images_and_shows_nan() -> None:
     assert model.losses["test_loss"].compute().isnan()  # not dropped from the mean with a warning
 
 
+def test_label_smoothing_softens_the_training_loss_only() -> None:
+    model = MNISTClassifier("lenet5", label_smoothing=0.2).eval()
+    images, labels = torch.randn(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
+    logits = model(images)
+    smoothed = model.training_step((images, labels), 0)
+    torch.testing.assert_close(smoothed, torch.nn.functional.cross_entropy(logits, labels, label_smoothing=0.2))
+    model.validation_step((images, labels), 0)  # judged on the plain loss, comparable across recipes
+    torch.testing.assert_close(model.losses["val_loss"].compute(), torch.nn.functional.cross_entropy(logits, labels))
+    assert not torch.isclose(smoothed, model.losses["val_loss"].compute())
+
+
 def test_predict_step_returns_probabilities() -> None:
     probabilities = MNISTClassifier("lenet5").predict_step(torch.randn(3, 1, 28, 28), 0)
     assert probabilities.shape == (3, 10) and torch.allclose(probabilities.sum(dim=1), torch.ones(3))
