@@ -72,8 +72,8 @@ def ema_with_warm_up(decay: float) -> Callable[[torch.Tensor, torch.Tensor, torc
     ``d = min(decay, (1 + n) / (10 + n))`` (TensorFlow's ``ExponentialMovingAverage(num_updates=...)``).
 
     Written here because Lightning's EMA has a fixed decay: its average starts as the random initial
-    weights, which dominate it for ~1/(1 - decay) steps. At 0.999 custom_cnn's validation accuracy sat
-    near chance for 6 epochs, long enough for early stopping's patience to end a run.
+    weights, which dominate it for ~1/(1 - decay) steps. At 0.999 and batches of 256, custom_cnn's validation
+    accuracy sat near chance for 6 epochs, long enough for early stopping's patience to end a run.
     """
 
     def update(average: torch.Tensor, current: torch.Tensor, num_averaged: torch.Tensor) -> torch.Tensor:
