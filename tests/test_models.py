@@ -23,6 +23,16 @@ def test_models_map_a_batch_to_logits_and_train(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_PARAMETERS))
+def test_a_new_model_is_in_train_mode_with_untouched_batch_norm_statistics(name: str) -> None:
+    model = create_model(name)
+    assert model.training and all(module.training for module in model.modules())
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            assert module.num_batches_tracked == 0
+            assert torch.equal(module.running_var, torch.ones_like(module.running_var))
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_PARAMETERS))
 def test_model_info_reports_the_measured_parameter_count(name: str) -> None:
     info = get_model_info(name)
     assert info.num_parameters == count_parameters(create_model(name)) == EXPECTED_PARAMETERS[name]

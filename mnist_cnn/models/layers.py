@@ -7,9 +7,14 @@ import torch.nn as nn
 
 
 def flat_features(features: nn.Module, input_shape: tuple[int, int, int]) -> int:
-    """Size of ``features``' output for one image of ``input_shape``, found by a dry run."""
+    """Size of ``features``' output for one image of ``input_shape``, found by a dry run in eval mode,
+    so that batch norm's running statistics are left at their initial values."""
+    training = features.training
+    features.eval()
     with torch.no_grad():
-        return features(torch.zeros(1, *input_shape)).numel()
+        size = features(torch.zeros(1, *input_shape)).numel()
+    features.train(training)
+    return size
 
 
 def check_dropout(rate: float) -> float:
