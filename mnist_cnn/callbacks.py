@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -67,25 +66,20 @@ class RandomState(L.Callback):
             torch.cuda.set_rng_state_all(state_dict["cuda"])
 
 
-def ema_with_warm_up(decay: float) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The averaging step ``d * average + (1 - d) * current`` after ``n`` updates, with
-    ``d = min(decay, (1 + n) / (10 + n))`` (TensorFlow's ``ExponentialMovingAverage(num_updates=...)``).
+def warmed_up_decay(decay: float, updates: int) -> float:
+    """The EMA decay after ``updates`` updates: ``min(decay, (1 + updates) / (10 + updates))``, the warm-up of
+    TensorFlow's ``ExponentialMovingAverage(num_updates=...)``.
 
     Written here because Lightning's EMA has a fixed decay: its average starts as the random initial
     weights, which dominate it for ~1/(1 - decay) steps. At 0.999 and batches of 256, custom_cnn's validation
     accuracy sat near chance for 6 epochs, long enough for early stopping's patience to end a run.
     """
-
-    def update(average: torch.Tensor, current: torch.Tensor, num_averaged: torch.Tensor) -> torch.Tensor:
-        d = ((1 + num_averaged) / (10 + num_averaged)).clamp(max=decay)
-        return d * average + (1 - d) * current
-
-    return update
+    return min(decay, (1 + updates) / (10 + updates))
 
 
 class ExponentialMovingAverage(WeightAveraging):
     """An EMA of the weights, updated every optimizer step: validation, the checkpoints and the final model
-    use the average. Its decay warms up (see ``ema_with_warm_up``), so the average is usable from the start.
+    use the average. Its decay warms up (``warmed_up_decay``), so the average is usable from the first epoch.
 
     One fix: Lightning's callback restores the raw (unaveraged) weights whenever a checkpoint of its
     is loaded, so ``trainer.test(ckpt_path=...)`` after a fit would test those instead of the average
@@ -93,7 +87,22 @@ class ExponentialMovingAverage(WeightAveraging):
     """
 
     def __init__(self, decay: float = 0.999) -> None:
-        super().__init__(avg_fn=ema_with_warm_up(decay))
+        super().__init__(multi_avg_fn=self._update_average)
+        self.decay = decay
+        self._current_decay = decay
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        # From the trainer's step count, a Python int: the average's own count is a tensor, on the GPU
+        # when training there, and reading it would stall the GPU every step.
+        self._current_decay = warmed_up_decay(self.decay, trainer.global_step - 1)
+        super().on_train_batch_end(trainer, pl_module, *args)
+
+    def _update_average(self, averages: list[torch.Tensor], currents: list[torch.Tensor], _: torch.Tensor) -> None:
+        """One step for a group of same-dtype tensors; one kernel per group, as torch's own EMA does it."""
+        if averages[0].is_floating_point():
+            torch._foreach_lerp_(averages, currents, 1 - self._current_decay)
+        else:  # batch norm's step counters: nothing to average
+            torch._foreach_copy_(averages, currents)
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         if trainer.state.fn == TrainerFn.FITTING:
