@@ -81,7 +81,7 @@ class ExponentialMovingAverage(WeightAveraging):
     """An EMA of the weights, updated every optimizer step: validation, the checkpoints and the final model
     use the average. Its decay warms up (``warmed_up_decay``), so the average is usable from the first epoch.
 
-    One fix: Lightning's callback restores the raw (unaveraged) weights whenever a checkpoint of its
+    Also fixed: Lightning's callback restores the raw (unaveraged) weights whenever a checkpoint of its
     is loaded, so ``trainer.test(ckpt_path=...)`` after a fit would test those instead of the average
     that validation chose. Only a resumed fit needs them.
     """
