@@ -97,7 +97,6 @@ class CheckpointConfig:
     mode: str = MISSING
     filename: str = MISSING
     save_top_k: int = MISSING
-    save_last: bool = MISSING
 
 
 @dataclass

@@ -164,10 +164,15 @@ def build_logger(cfg: TrainConfig, run_dir: Path) -> Logger:
 
 def build_trainer(cfg: TrainConfig, run_dir: Path, interrupt: GracefulInterrupt) -> L.Trainer:
     checkpoint = ModelCheckpoint(dirpath=run_dir, **asdict(cfg.callbacks.checkpoint))
+    # Lightning's own ``save_last=True`` (2.6) rewrites last.ckpt only in epochs that also save a best
+    # checkpoint, so after the last improvement it would go stale; an unmonitored top-1 checkpoint named
+    # "last" is rewritten after every validation instead: the resume point and the final weights.
+    latest = ModelCheckpoint(dirpath=run_dir, filename=LAST.removesuffix(".ckpt"), enable_version_counter=False)
     history = run_dir if cfg.logger.name == "csv" else None
     report = EvaluationReport(run_dir / "evaluation", history=history)
     callbacks: list[L.Callback] = [
-        checkpoint,
+        checkpoint,  # first, so that it is ``trainer.checkpoint_callback``
+        latest,
         LearningRateMonitor(logging_interval="epoch"),
         report,
         interrupt,
