@@ -120,6 +120,20 @@ def test_resume_continues_the_latest_run_in_its_directory(fake_root: Path, tmp_p
     assert _validated_epochs(run_dir) == [0, 1, 2]
 
 
+def test_last_checkpoint_is_the_final_epoch_even_after_validation_stops_improving(
+    fake_root: Path, tmp_path: Path
+) -> None:
+    flat = ("optimizer.lr=1e-12", "callbacks.early_stopping.enabled=false")  # the weights barely move: no new best
+    result = run_cli(
+        "mnist_cnn.train", "model=lenet5", *QUICK, "trainer.max_epochs=3", "trainer.limit_train_batches=2", *flat,
+        "test=false", cwd=tmp_path, data_root=fake_root,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = _run_dirs(tmp_path, "lenet5")
+    assert torch.load(run_dir / "best.ckpt", weights_only=True)["epoch"] == 0
+    assert torch.load(run_dir / "last.ckpt", weights_only=True)["epoch"] == 2
+
+
 def test_resume_without_a_previous_run_is_refused(fake_root: Path, tmp_path: Path) -> None:
     result = run_cli("mnist_cnn.train", "model=lenet5", "ckpt_path=last", cwd=tmp_path, data_root=fake_root)
     assert result.returncode == 2 and "ckpt_path=last: no" in result.stderr
