@@ -2,7 +2,8 @@
 
 Loading a shipped file first compares its sha256 with the manifest: a changed or truncated file is
 refused with a ``CheckpointError``, never loaded. ``python -m mnist_cnn.pretrained publish <run dir>``
-turns a training run's best checkpoint into a shipped file and its manifest entry.
+turns a training run's best (or, with ``--checkpoint last``, final) checkpoint into a shipped file and its
+manifest entry.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from mnist_cnn.errors import CheckpointError, MNISTDataError
 
@@ -25,6 +26,7 @@ PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "checkpoints" / "pretrain
 MANIFEST = "manifest.json"
 # What a shipped file keeps of a Lightning checkpoint: no optimizer, scheduler, loop or callback state.
 KEPT_KEYS = ("state_dict", "hyper_parameters", "pytorch-lightning_version")
+RunCheckpoint = Literal["best", "last"]  # best.ckpt (best validation epoch) or last.ckpt (final epoch)
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,8 @@ class PretrainedInfo:
     sha256: str
     test_acc: float  # official 10k test set, measured by ``Evaluator`` when published
     test_loss: float
-    best_val_acc: float  # what chose the checkpoint (validation accuracy only)
+    val_acc: float  # the shipped weights' validation accuracy: what chose them (never the test set)
+    source_checkpoint: str  # the run's file they came from: best.ckpt or last.ckpt
     num_parameters: int
     model_kwargs: dict[str, Any]
     command: str
@@ -112,31 +115,46 @@ def resolve_checkpoint(ckpt_path: str) -> Path:
     raise CheckpointError(f"ckpt_path={ckpt_path}: no such file, nor a pretrained model name (shipped: {shipped})")
 
 
-def publish(run_dir: Path, directory: Path = PRETRAINED_DIR) -> PretrainedInfo:
-    """Ship ``run_dir``'s best checkpoint as ``<model>.ckpt`` (weights and hparams only) and record it.
+def run_checkpoint(run_dir: Path, result: dict[str, Any], which: RunCheckpoint) -> Path:
+    """``run_dir``'s best or last checkpoint file."""
+    if which == "last":
+        path = run_dir / "last.ckpt"
+    else:
+        best = Path(result["best_checkpoint"])
+        path = best if best.is_file() else run_dir / best.name  # a run dir copied from another machine
+    if not path.is_file():
+        raise CheckpointError(f"{path} not found: the run dir holds no {which} checkpoint to publish")
+    return path
 
-    The test figures are measured here, on the official test set, from the file as shipped. The file is
-    staged beside the shipped one and moved into place only once measured, so a failure leaves the shipped
-    file and the manifest as they were.
+
+def publish(run_dir: Path, directory: Path = PRETRAINED_DIR, which: RunCheckpoint = "best") -> PretrainedInfo:
+    """Ship ``run_dir``'s best (or last) checkpoint as ``<model>.ckpt`` (weights and hparams only) and record it.
+
+    The validation and test figures are measured here from the file as shipped: validation on the split
+    the run held out, test on the official test set. The file is staged beside the shipped one and moved
+    into place only once measured, so a failure leaves the shipped file and the manifest as they were.
     """
     from mnist_cnn.checkpoint_io import AtomicCheckpointIO
     from mnist_cnn.checkpoints import read_checkpoint
-    from mnist_cnn.data import read_test_split
+    from mnist_cnn.data import read_splits
     from mnist_cnn.evaluation import Evaluator
     from mnist_cnn.models import count_parameters
 
     result = json.loads((run_dir / "result.json").read_text())
-    best = Path(result["best_checkpoint"])
-    if not best.is_file():  # a run dir copied from the machine that trained it (a GPU box, say)
-        best = run_dir / best.name
-    checkpoint = read_checkpoint(best)
+    source = run_checkpoint(run_dir, result, which)
+    checkpoint = read_checkpoint(source)
+    held_out = checkpoint.get("datamodule_hyper_parameters")
+    if held_out is None:
+        raise CheckpointError(f"{source} does not record its data module, so its validation split is unknown")
     name = checkpoint["hyper_parameters"]["model_name"]
     target = directory / f"{name}.ckpt"
     staged = target.with_name(f".{target.name}.staged")
     try:
         AtomicCheckpointIO().save_checkpoint({key: checkpoint[key] for key in KEPT_KEYS}, staged)
         model = load_pretrained_model(name, staged)
-        metrics = Evaluator(model, read_test_split(download=False)).evaluate()
+        splits = read_splits(val_size=held_out["val_size"], split_seed=held_out["split_seed"], download=False)
+        val_metrics = Evaluator(model, splits.val).evaluate()
+        metrics = Evaluator(model, splits.test).evaluate()
         sha256 = file_sha256(staged)
         os.replace(staged, target)
     finally:
@@ -146,7 +164,8 @@ def publish(run_dir: Path, directory: Path = PRETRAINED_DIR) -> PretrainedInfo:
         sha256=sha256,
         test_acc=metrics["accuracy"],
         test_loss=metrics["loss"],
-        best_val_acc=result["metrics"]["best_val_acc"],
+        val_acc=val_metrics["accuracy"],
+        source_checkpoint=source.name,
         num_parameters=count_parameters(model),
         model_kwargs=dict(model.hparams.model_kwargs or {}),
         command=result["command"],
@@ -168,8 +187,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mnist_cnn.pretrained", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="print the manifest")
-    publishing = commands.add_parser("publish", help="ship a run's best checkpoint")
+    publishing = commands.add_parser("publish", help="ship a run's best (or last) checkpoint")
     publishing.add_argument("run_dir", type=Path, help="a training run dir holding result.json")
+    publishing.add_argument(
+        "--checkpoint", choices=["best", "last"], default="best",
+        help="best.ckpt (best validation epoch, the default) or last.ckpt (final epoch)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     if args.command == "publish":
         try:
@@ -177,11 +200,14 @@ def main(argv: list[str] | None = None) -> None:
                 raise CheckpointError(
                     f"{args.run_dir}/result.json not found: pass the run dir of a finished training run"
                 )
-            info = publish(args.run_dir)
+            info = publish(args.run_dir, which=args.checkpoint)
         except (CheckpointError, MNISTDataError) as error:
             print(f"error: {error}", file=sys.stderr)
             sys.exit(2)
-        print(f"published {info.file}: test_acc {info.test_acc:.4f}, test_loss {info.test_loss:.4f}")
+        print(
+            f"published {info.file} from {info.source_checkpoint}: val_acc {info.val_acc:.4f}, "
+            f"test_acc {info.test_acc:.4f}, test_loss {info.test_loss:.4f}"
+        )
         return
     for name, info in read_manifest().items():
         print(f"{name:<12} {info.test_acc:.2%}  {info.num_parameters:>9,} params  {info.command}")

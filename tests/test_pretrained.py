@@ -12,7 +12,7 @@ import torch
 from conftest import run_cli
 
 from mnist_cnn import MNISTClassifier, MNISTDataModule, get_model_info, list_models, load_pretrained_model
-from mnist_cnn.data import read_test_split
+from mnist_cnn.data import read_splits, read_test_split
 from mnist_cnn.errors import CheckpointError, MNISTDataError
 from mnist_cnn.evaluation import Evaluator
 from mnist_cnn.models import count_parameters
@@ -77,13 +77,18 @@ def test_a_path_must_hold_the_named_model() -> None:
 
 
 def _finished_run(run_dir: Path, fake_root: Path) -> Path:
-    """A run dir as training leaves it: best.ckpt of a 3-step LeNet-5 run and result.json."""
+    """A run dir as training leaves it: best.ckpt of a 3-step LeNet-5 run, a different last.ckpt, result.json."""
     trainer = L.Trainer(
         accelerator="cpu", max_epochs=1, limit_train_batches=3, limit_val_batches=1, logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
     )  # fmt: skip
-    trainer.fit(MNISTClassifier("lenet5"), datamodule=MNISTDataModule(root=str(fake_root), val_size=100))
+    model = MNISTClassifier("lenet5")
+    trainer.fit(model, datamodule=MNISTDataModule(root=str(fake_root), val_size=100))
     trainer.save_checkpoint(run_dir / "best.ckpt")
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.mul_(0.5)  # the weights some later epoch left behind
+    trainer.save_checkpoint(run_dir / "last.ckpt")
     TrainResult(run_dir, run_dir / "best.ckpt", {"best_val_acc": 0.5}, 1, 3.0).save(seed=7)
     return run_dir
 
@@ -97,9 +102,11 @@ def test_publish_ships_the_best_checkpoint_and_measures_it(
     info = publish(run_dir, directory=tmp_path)
     shipped = tmp_path / "lenet5.ckpt"
     assert set(torch.load(shipped, weights_only=True)) == set(KEPT_KEYS)  # no optimizer or loop state
-    assert info.sha256 == file_sha256(shipped) and info.seed == 7 and info.epochs == 1 and info.best_val_acc == 0.5
-    expected = Evaluator(load_pretrained_model("lenet5", shipped), read_test_split(fake_root))
-    assert info.test_acc == expected.evaluate()["accuracy"]
+    assert info.sha256 == file_sha256(shipped) and info.seed == 7 and info.epochs == 1
+    assert info.source_checkpoint == "best.ckpt"
+    model = load_pretrained_model("lenet5", shipped)
+    assert info.test_acc == Evaluator(model, read_test_split(fake_root)).evaluate()["accuracy"]
+    assert info.val_acc == Evaluator(model, read_splits(fake_root, val_size=100).val).evaluate()["accuracy"]
     assert json.loads((tmp_path / "manifest.json").read_text())["lenet5"]["sha256"] == info.sha256
     assert verified_checkpoint("lenet5", tmp_path) == shipped
 
@@ -117,6 +124,21 @@ def test_publish_finds_the_checkpoint_of_a_run_dir_copied_from_another_machine(
         torch.load(tmp_path / "lenet5.ckpt", weights_only=True)["state_dict"]["model.features.0.weight"],
         torch.load(copied / "best.ckpt", weights_only=True)["state_dict"]["model.features.0.weight"],
     )
+
+
+def test_publish_can_ship_the_final_epoch_instead(
+    fake_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_dir = _finished_run(tmp_path / "run", fake_root)
+    monkeypatch.setenv("MNIST_DATA_DIR", str(fake_root))
+
+    info = publish(run_dir, directory=tmp_path, which="last")
+    shipped = torch.load(tmp_path / "lenet5.ckpt", weights_only=True)["state_dict"]
+    for name, weights in torch.load(run_dir / "last.ckpt", weights_only=True)["state_dict"].items():
+        assert torch.equal(shipped[name], weights), name
+    model = load_pretrained_model("lenet5", tmp_path / "lenet5.ckpt")
+    assert info.source_checkpoint == "last.ckpt"
+    assert info.val_acc == Evaluator(model, read_splits(fake_root, val_size=100).val).evaluate()["accuracy"]
 
 
 def test_a_publish_that_cannot_measure_leaves_the_shipped_file_and_manifest(
@@ -142,4 +164,8 @@ def test_command_line_lists_the_manifest_and_refuses_a_non_run(tmp_path: Path) -
     assert listed.returncode == 0 and all(f"experiment={name}_best" in listed.stdout for name in SHIPPED)
     refused = run_cli("mnist_cnn.pretrained", "publish", str(tmp_path), cwd=tmp_path)
     assert refused.returncode == 2 and f"error: {tmp_path}/result.json not found" in refused.stderr
+    (tmp_path / "result.json").write_text(json.dumps({"best_checkpoint": str(tmp_path / "best.ckpt")}))
+    no_last = run_cli("mnist_cnn.pretrained", "publish", str(tmp_path), "--checkpoint", "last", cwd=tmp_path)
+    assert no_last.returncode == 2
+    assert f"error: {tmp_path}/last.ckpt not found: the run dir holds no last checkpoint" in no_last.stderr
     assert manifest_before == (PRETRAINED_DIR / "manifest.json").read_text()
