@@ -9,7 +9,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from conftest import run_cli
+from conftest import REPO, run_cli
 
 from mnist_cnn import MNISTClassifier, MNISTDataModule, get_model_info, list_models, load_pretrained_model
 from mnist_cnn.data import read_splits, read_test_split
@@ -28,6 +28,22 @@ def test_every_architecture_is_shipped_with_its_recipe() -> None:
     for name, info in SHIPPED.items():
         assert f"experiment={name}_best" in info.command
         assert (repo / "conf" / "experiment" / f"{name}_best.yaml").is_file()
+
+
+def test_readme_table_shows_the_manifest_figures() -> None:
+    readme = (REPO / "README.md").read_text().splitlines()
+    header = readme.index("| model | parameters | test accuracy | test loss | fit time (epochs) | command |")
+    rows = {line.split("`")[1]: line for line in readme[header + 2 : header + 2 + len(SHIPPED)]}
+    assert sorted(rows) == sorted(SHIPPED)
+    for name, info in SHIPPED.items():
+        cells = [cell.strip() for cell in rows[name].strip("|").split("|")]
+        assert cells[1:5] == [
+            f"{info.num_parameters:,}",
+            f"**{info.test_acc * 100:.2f} %**",
+            f"{info.test_loss:.4f}",
+            f"{info.fit_seconds / 60:.1f} min ({info.epochs})",
+        ], name
+        assert f"experiment={name}_best" in cells[5]
 
 
 @pytest.mark.real_data
