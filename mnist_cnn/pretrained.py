@@ -15,7 +15,7 @@ import os
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from mnist_cnn.errors import CheckpointError, MNISTDataError
 
@@ -117,8 +117,10 @@ def resolve_checkpoint(ckpt_path: str) -> Path:
 
 def run_checkpoint(run_dir: Path, result: dict[str, Any], which: RunCheckpoint) -> Path:
     """``run_dir``'s best or last checkpoint file."""
+    from mnist_cnn.training import LAST
+
     if which == "last":
-        path = run_dir / "last.ckpt"
+        path = run_dir / LAST
     else:
         best = Path(result["best_checkpoint"])
         path = best if best.is_file() else run_dir / best.name  # a run dir copied from another machine
@@ -190,7 +192,7 @@ def main(argv: list[str] | None = None) -> None:
     publishing = commands.add_parser("publish", help="ship a run's best (or last) checkpoint")
     publishing.add_argument("run_dir", type=Path, help="a training run dir holding result.json")
     publishing.add_argument(
-        "--checkpoint", choices=["best", "last"], default="best",
+        "--checkpoint", choices=get_args(RunCheckpoint), default="best",
         help="best.ckpt (best validation epoch, the default) or last.ckpt (final epoch)",
     )  # fmt: skip
     args = parser.parse_args(argv)
