@@ -223,7 +223,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "scheduler.decay_rate": ((lambda value: 0 < value <= 1), "a number in (0, 1]"),
     "data.batch_size": _POSITIVE,
     "data.eval_batch_size": _POSITIVE,
-    "data.val_size": ((lambda value: value > 0), "a number > 0: validation picks the best checkpoint"),
+    "data.val_size": ((lambda value: value >= 0), "a number >= 0 (0 trains on all 60,000 images, without validation)"),
     "data.rotation_degrees": ((lambda value: 0 <= value <= 180), "a number of degrees in [0, 180]"),
     "data.shift_fraction": _FRACTION,
     "data.zoom_fraction": _FRACTION,
@@ -265,4 +265,9 @@ def validate(cfg: DictConfig) -> Any:
         value = OmegaConf.select(cfg, key, default=absent)
         if value is not absent and not is_valid(value):
             raise ConfigError(f"{key}={value!r} is not allowed: use {allowed}")
+    if isinstance(config, TrainConfig) and config.data.val_size == 0 and config.callbacks.early_stopping.enabled:
+        raise ConfigError(
+            "data.val_size=0 leaves nothing to validate on, so early stopping has nothing to watch: "
+            "add callbacks.early_stopping.enabled=false (the run then keeps its final epoch)"
+        )
     return config

@@ -37,7 +37,8 @@ class PretrainedInfo:
     sha256: str
     test_acc: float  # official 10k test set, measured by ``Evaluator`` when published
     test_loss: float
-    val_acc: float  # the shipped weights' validation accuracy: what chose them (never the test set)
+    val_acc: float | None  # the shipped weights' validation accuracy: what chose them (never the test set);
+    # None for a run trained on all 60k images (data.val_size=0): nothing chose among its epochs
     source_checkpoint: str  # the run's file they came from: best.ckpt or last.ckpt
     num_parameters: int
     model_kwargs: dict[str, Any]
@@ -121,6 +122,11 @@ def run_checkpoint(run_dir: Path, result: dict[str, Any], which: RunCheckpoint) 
 
     if which == "last":
         path = run_dir / LAST
+    elif result["best_checkpoint"] is None:
+        raise CheckpointError(
+            f"{run_dir} trained without validation (data.val_size=0), so it has no best checkpoint: "
+            "publish its final epoch with --checkpoint last"
+        )
     else:
         best = Path(result["best_checkpoint"])
         path = best if best.is_file() else run_dir / best.name  # a run dir copied from another machine
@@ -155,7 +161,7 @@ def publish(run_dir: Path, directory: Path = PRETRAINED_DIR, which: RunCheckpoin
         AtomicCheckpointIO().save_checkpoint({key: checkpoint[key] for key in KEPT_KEYS}, staged)
         model = load_pretrained_model(name, staged)
         splits = read_splits(val_size=held_out["val_size"], split_seed=held_out["split_seed"], download=False)
-        val_metrics = Evaluator(model, splits.val).evaluate()
+        val_acc = Evaluator(model, splits.val).evaluate()["accuracy"] if held_out["val_size"] else None
         metrics = Evaluator(model, splits.test).evaluate()
         sha256 = file_sha256(staged)
         os.replace(staged, target)
@@ -166,7 +172,7 @@ def publish(run_dir: Path, directory: Path = PRETRAINED_DIR, which: RunCheckpoin
         sha256=sha256,
         test_acc=metrics["accuracy"],
         test_loss=metrics["loss"],
-        val_acc=val_metrics["accuracy"],
+        val_acc=val_acc,
         source_checkpoint=source.name,
         num_parameters=count_parameters(model),
         model_kwargs=dict(model.hparams.model_kwargs or {}),
@@ -207,7 +213,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"error: {error}", file=sys.stderr)
             sys.exit(2)
         print(
-            f"published {info.file} from {info.source_checkpoint}: val_acc {info.val_acc:.4f}, "
+            f"published {info.file} from {info.source_checkpoint}: val_acc "
+            f"{'none (no validation set)' if info.val_acc is None else f'{info.val_acc:.4f}'}, "
             f"test_acc {info.test_acc:.4f}, test_loss {info.test_loss:.4f}"
         )
         return

@@ -57,7 +57,7 @@ class TrainResult:
         rows += [
             ("epochs", str(self.epochs)),
             ("fit time", f"{self.fit_seconds:.1f} s"),
-            ("best checkpoint", str(self.best_checkpoint)),
+            ("best checkpoint", str(self.best_checkpoint or f"none: no validation, the final epoch is {LAST}")),
             ("run dir", str(self.run_dir)),
         ]
         if (self.run_dir / "evaluation").is_dir():
@@ -163,28 +163,31 @@ def build_logger(cfg: TrainConfig, run_dir: Path) -> Logger:
 
 
 def build_trainer(cfg: TrainConfig, run_dir: Path, interrupt: GracefulInterrupt) -> L.Trainer:
-    checkpoint = ModelCheckpoint(dirpath=run_dir, **asdict(cfg.callbacks.checkpoint))
+    """The Trainer for ``cfg``; with ``data.val_size=0`` it never validates and keeps only ``last.ckpt``."""
+    validates = cfg.data.val_size > 0
     # Lightning's own ``save_last=True`` (2.6) rewrites last.ckpt only in epochs that also save a best
     # checkpoint, so after the last improvement it would go stale; an unmonitored top-1 checkpoint named
-    # "last" is rewritten after every validation instead: the resume point and the final weights.
+    # "last" is rewritten after every validation (or training epoch) instead: the resume point and final weights.
     latest = ModelCheckpoint(dirpath=run_dir, filename=LAST.removesuffix(".ckpt"), enable_version_counter=False)
     history = run_dir if cfg.logger.name == "csv" else None
     report = EvaluationReport(run_dir / "evaluation", history=history)
     callbacks: list[L.Callback] = [
-        checkpoint,  # first, so that it is ``trainer.checkpoint_callback``
         latest,
         LearningRateMonitor(logging_interval="epoch"),
         report,
         interrupt,
         RandomState(),
     ]
+    if validates:  # first, so that it is ``trainer.checkpoint_callback``
+        callbacks.insert(0, ModelCheckpoint(dirpath=run_dir, **asdict(cfg.callbacks.checkpoint)))
     early_stopping = asdict(cfg.callbacks.early_stopping)
     if early_stopping.pop("enabled"):
         callbacks.append(EarlyStopping(**early_stopping))
     if cfg.callbacks.ema.enabled:
         callbacks.append(ExponentialMovingAverage(decay=cfg.callbacks.ema.decay))
+    no_validation = {} if validates else {"limit_val_batches": 0, "num_sanity_val_steps": 0}
     return L.Trainer(
-        **asdict(cfg.trainer),
+        **{**asdict(cfg.trainer), **no_validation},
         default_root_dir=run_dir,
         logger=build_logger(cfg, run_dir),
         callbacks=callbacks,
@@ -193,7 +196,8 @@ def build_trainer(cfg: TrainConfig, run_dir: Path, interrupt: GracefulInterrupt)
 
 
 def train(cfg: TrainConfig) -> TrainResult:
-    """Fit ``cfg``'s model, keep the best and last checkpoints, and test the best one."""
+    """Fit ``cfg``'s model, keep the best and last checkpoints, and test the best one (the last without
+    validation)."""
     if cfg.seed is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
     model_root = Path(cfg.checkpoint_root) / cfg.model.name
@@ -229,11 +233,13 @@ def train(cfg: TrainConfig) -> TrainResult:
     fit_seconds = time.perf_counter() - start
 
     checkpoint = trainer.checkpoint_callback
-    best = Path(checkpoint.best_model_path) if checkpoint and checkpoint.best_model_path else None
+    monitored = checkpoint is not None and checkpoint.monitor is not None and checkpoint.best_model_path
+    best = Path(checkpoint.best_model_path) if monitored else None
     metrics = {f"best_{checkpoint.monitor}": best_score(checkpoint, best)} if best else {}
     if cfg.test:
-        tested = str(best) if best else None
-        (test_metrics,) = trainer.test(module, datamodule=datamodule, ckpt_path=tested, weights_only=True)
+        tested = best or run_dir / LAST  # without validation there is no best epoch: test the final one
+        ckpt_path = str(tested) if tested.is_file() else None
+        (test_metrics,) = trainer.test(module, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
         metrics.update(test_metrics)
     result = TrainResult(run_dir, best, metrics, trainer.current_epoch, fit_seconds)
     if trainer.is_global_zero:
