@@ -14,9 +14,10 @@ from mnist_cnn.data import FILES
 from mnist_cnn.idx import write_idx
 
 REPO = Path(__file__).resolve().parents[1]
+FAKE_TRAIN_IMAGES = 600  # in ``fake_root``
 
 
-def write_fake_mnist(root: Path, num_train: int = 600, num_test: int = 200, seed: int = 0) -> Path:
+def write_fake_mnist(root: Path, num_train: int = FAKE_TRAIN_IMAGES, num_test: int = 200, seed: int = 0) -> Path:
     """Write a tiny MNIST in torchvision's layout: each digit is a bright square at its own position."""
     generator = torch.Generator().manual_seed(seed)
     raw = root / "MNIST" / "raw"

@@ -157,6 +157,30 @@ def test_publish_can_ship_the_final_epoch_instead(
     assert info.val_acc == Evaluator(model, read_splits(fake_root, val_size=100).val).evaluate()["accuracy"]
 
 
+def test_a_run_without_validation_publishes_only_its_final_epoch(
+    fake_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_dir = tmp_path / "run"
+    trainer = L.Trainer(
+        accelerator="cpu", max_epochs=1, limit_train_batches=3, limit_val_batches=0, logger=False,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    trainer.fit(MNISTClassifier("lenet5"), datamodule=MNISTDataModule(root=str(fake_root), val_size=0))
+    trainer.save_checkpoint(run_dir / "last.ckpt")
+    TrainResult(run_dir, None, {}, 1, 3.0).save(seed=7)  # as a data.val_size=0 run leaves it
+    monkeypatch.setenv("MNIST_DATA_DIR", str(fake_root))
+
+    with pytest.raises(
+        CheckpointError, match="trained without validation .* publish its final epoch with --checkpoint last"
+    ):
+        publish(run_dir, directory=tmp_path)
+    assert not (tmp_path / "lenet5.ckpt").exists()
+    info = publish(run_dir, directory=tmp_path, which="last")
+    model = load_pretrained_model("lenet5", tmp_path / "lenet5.ckpt")
+    assert info.test_acc == Evaluator(model, read_test_split(fake_root)).evaluate()["accuracy"]
+    assert info.val_acc is None and read_manifest(tmp_path)["lenet5"].val_acc is None
+
+
 def test_a_publish_that_cannot_measure_leaves_the_shipped_file_and_manifest(
     fake_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_cli
+from conftest import FAKE_TRAIN_IMAGES, run_cli
 
 from mnist_cnn.data import read_test_split
 from mnist_cnn.evaluation import Evaluator
@@ -68,6 +69,8 @@ def test_each_model_trains_checkpoints_and_tests(model: str, fake_root: Path, tm
         ("data.batch_size=0", "data.batch_size=0 is not allowed: use a number > 0"),
         ("model.dropout_rate=1.5", "dropout_rate must be in [0, 1), got 1.5"),
         ("model=nope", "Could not find 'model/nope'"),
+        ("data.val_size=-1", "data.val_size=-1 is not allowed: use a number >= 0"),
+        ("data.val_size=0", "early stopping has nothing to watch: add callbacks.early_stopping.enabled=false"),
     ],
 )
 def test_bad_configuration_stops_before_training(override: str, message: str, fake_root: Path, tmp_path: Path) -> None:
@@ -132,6 +135,24 @@ def test_last_checkpoint_is_the_final_epoch_even_after_validation_stops_improvin
     (run_dir,) = _run_dirs(tmp_path, "lenet5")
     assert torch.load(run_dir / "best.ckpt", weights_only=True)["epoch"] == 0
     assert torch.load(run_dir / "last.ckpt", weights_only=True)["epoch"] == 2
+
+
+def test_training_on_all_images_keeps_and_tests_the_final_epoch(fake_root: Path, tmp_path: Path) -> None:
+    all_images = ("data.val_size=0", "callbacks.early_stopping.enabled=false", "data.batch_size=64")
+    result = run_cli(
+        "mnist_cnn.train", "model=lenet5", *all_images, "trainer.max_epochs=2", "trainer.enable_progress_bar=false",
+        cwd=tmp_path, data_root=fake_root,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "best checkpoint    none: no validation, the final epoch is last.ckpt" in result.stdout
+    (run_dir,) = _run_dirs(tmp_path, "lenet5")
+    assert not (run_dir / "best.ckpt").exists() and _validated_epochs(run_dir) == []
+    last = torch.load(run_dir / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 1 and last["global_step"] == 2 * math.ceil(FAKE_TRAIN_IMAGES / 64)  # every image
+    record = json.loads((run_dir / "result.json").read_text())
+    final = MNISTClassifier.load_from_checkpoint(run_dir / "last.ckpt", weights_only=True).eval()
+    test_acc = Evaluator(final, read_test_split(fake_root, download=False)).evaluate()["accuracy"]
+    assert record["best_checkpoint"] is None and record["metrics"]["test_acc"] == pytest.approx(test_acc, abs=1e-6)
 
 
 def test_resume_without_a_previous_run_is_refused(fake_root: Path, tmp_path: Path) -> None:
