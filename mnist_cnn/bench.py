@@ -83,7 +83,7 @@ def _project_epoch(
     """(c): one epoch of this project's DataModule and LightningModule under ``lightning.Trainer``."""
     import lightning as L
 
-    from mnist_cnn.training import build_datamodule, build_module
+    from mnist_cnn.training.run import build_datamodule, build_module
 
     class EpochTimer(L.Callback):  # on the GPU: keeps the second (warm) epoch's time
         def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
@@ -97,7 +97,7 @@ def _project_epoch(
     scaled_batch = datamodule.hparams.batch_size
     timer = EpochTimer()
     trainer = L.Trainer(
-        accelerator=cfg.trainer.accelerator, devices=1, precision=cfg.trainer.precision,
+        accelerator=cfg.trainer["accelerator"], devices=1, precision=cfg.trainer["precision"],
         max_epochs=2 if accelerator == "gpu" else 1,
         limit_train_batches=math.ceil(images / scaled_batch), limit_val_batches=0, logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[timer],
@@ -111,9 +111,9 @@ def _run_one(
     model_name: str, pipeline: str, accelerator: str, batch_size: int, root: str | None, images: int
 ) -> dict[str, float]:
     """Time one epoch over ``images`` training images (55k: all of them); returns seconds, images, batch size."""
-    from mnist_cnn.data import ensure_mnist, read_splits
+    from mnist_cnn.data.files import ensure_mnist, read_splits
+    from mnist_cnn.data.pixels import MEAN, STD, normalize
     from mnist_cnn.models import create_model
-    from mnist_cnn.pixels import MEAN, STD, normalize
 
     torch.manual_seed(0)
     if pipeline == "c":
@@ -152,14 +152,14 @@ def _run_one(
 def _run_inference(model_name: str, accelerator: str, images: int) -> dict[str, float]:
     """Images per second classifying uint8 images (normalisation included) at batch 1 and 1024; the pixels
     start on the CPU and the probabilities end there, as when predicting files."""
-    from mnist_cnn.module import MNISTClassifier
-    from mnist_cnn.prediction import classify
+    from mnist_cnn.inference.classify import classify
+    from mnist_cnn.training.module import MNISTClassifier
 
     torch.manual_seed(0)
     model = MNISTClassifier(model_name).eval().to("cuda" if accelerator == "gpu" else "cpu")
     rates = {}
     for batch_size, count in ((1, min(images, 1000)), (1024, max(images, 4096))):
-        pixels = torch.randint(0, 256, (count, 28, 28), dtype=torch.uint8)
+        pixels = torch.randint(0, 256, (count, 1, 28, 28), dtype=torch.uint8)
         classify(model, pixels[:batch_size], batch_size)  # warm-up: first-call allocations
         start = time.perf_counter()
         classify(model, pixels, batch_size)
@@ -207,8 +207,8 @@ def _startup(root: str | None, repeats: int) -> dict[str, float]:
 
 def _predict_files(count: int, root: str | None, repeats: int) -> dict[str, float]:
     """Seconds for ``python -m mnist_cnn.predict`` on ``count`` PNGs of test digits drawn on 300×200 paper."""
-    from mnist_cnn.data import read_test_split
-    from mnist_cnn.images import draw_on_paper
+    from mnist_cnn.data.files import read_test_split
+    from mnist_cnn.inference.images import draw_on_paper
 
     images, labels = read_test_split(root)
     with tempfile.TemporaryDirectory() as work:

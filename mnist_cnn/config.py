@@ -1,37 +1,29 @@
-"""Typed schemas for the Hydra config groups in ``conf/``, and the range checks types cannot express.
+"""Typed schemas for the root configs in ``conf/``, and the checks that types cannot express.
 
-The YAML files hold every value; these dataclasses hold the types, so OmegaConf rejects
-``optimizer.lr=abc`` or an unknown key while composing, and ``validate`` rejects out-of-range values
-before anything is built.
+The YAML files hold every value; these dataclasses hold the types, so OmegaConf rejects ``data.batch_size=abc``
+while composing. Components (``optimizer``, ``scheduler``, ``trainer``, ``callbacks``, ``logger``) are free-form
+nodes naming their class in ``_target_``: their arguments are checked against the class when it is built.
+``validate`` refuses keys nothing reads (``+foo=1``), missing values and out-of-range values before anything
+is built.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any, Optional
+import dataclasses
+import difflib
+import typing
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
 
+from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, MissingMandatoryValue, OmegaConf
 
 from mnist_cnn.errors import ConfigError
-from mnist_cnn.optim import OPTIMIZERS, SCHEDULERS
+from mnist_cnn.resources import CONF_DIR
 
-# Optional[...] rather than "X | None": OmegaConf 2.3 does not understand the latter.
-
-
-@dataclass
-class ModelConfig:
-    """Architecture name and its own options; an option left null takes the architecture's default."""
-
-    name: str = MISSING
-    dropout_rate: Optional[float] = None
-    blocks_per_group: Optional[int] = None
-    base_width: Optional[int] = None
-
-    def kwargs(self) -> dict[str, Any]:
-        return {key: value for key, value in asdict(self).items() if key != "name" and value is not None}
+# Optional[...] and Dict[...] rather than "X | None" and "dict[...]": OmegaConf 2.3 understands only the former.
 
 
 @dataclass
@@ -54,97 +46,21 @@ class DataConfig:
 
 
 @dataclass
-class OptimizerConfig:
-    name: str = MISSING
-    lr: float = MISSING
-    weight_decay: float = MISSING
-    momentum: float = MISSING
-
-
-@dataclass
-class SchedulerConfig:
-    name: str = MISSING
-    decay_epochs: int = MISSING
-    decay_rate: float = MISSING
-
-
-@dataclass
-class TrainerConfig:
-    """Keyword arguments of ``lightning.Trainer``; ``limit_*_batches`` take a fraction (float) or a count (int)."""
-
-    accelerator: str = MISSING
-    devices: Any = MISSING
-    precision: str = MISSING
-    max_epochs: int = MISSING
-    limit_train_batches: Optional[Any] = None
-    limit_val_batches: Optional[Any] = None
-    limit_test_batches: Optional[Any] = None
-    deterministic: bool = MISSING
-    log_every_n_steps: int = MISSING
-    enable_progress_bar: bool = MISSING
-    enable_model_summary: bool = MISSING
-    strategy: str = MISSING  # auto, ddp (one process per device), ddp_spawn
-    num_nodes: int = MISSING
-    check_val_every_n_epoch: int = MISSING  # validate (and keep the best checkpoint) every N epochs
-    num_sanity_val_steps: int = MISSING  # validation batches run before training, to fail early on a bug
-
-
-@dataclass
-class CheckpointConfig:
-    """Keyword arguments of ``ModelCheckpoint``."""
-
-    monitor: str = MISSING
-    mode: str = MISSING
-    filename: str = MISSING
-    save_top_k: int = MISSING
-
-
-@dataclass
-class EarlyStoppingConfig:
-    """Keyword arguments of ``EarlyStopping``, plus a switch."""
-
-    enabled: bool = MISSING
-    monitor: str = MISSING
-    mode: str = MISSING
-    patience: int = MISSING
-    min_delta: float = MISSING
-
-
-@dataclass
-class EMAConfig:
-    """An exponential moving average of the weights (``EMAWeightAveraging``), plus a switch."""
-
-    enabled: bool = MISSING
-    decay: float = MISSING
-
-
-@dataclass
-class CallbacksConfig:
-    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
-    early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
-    ema: EMAConfig = field(default_factory=EMAConfig)
-
-
-@dataclass
-class LoggerConfig:
-    name: str = MISSING
-
-
-@dataclass
 class TrainConfig:
     """The root of ``conf/train.yaml``."""
 
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: Dict[str, Any] = field(default_factory=dict)  # name: a registered architecture; the rest its options
     data: DataConfig = field(default_factory=DataConfig)
-    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
-    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    optimizer: Dict[str, Any] = field(default_factory=dict)
+    scheduler: Optional[Dict[str, Any]] = None
+    trainer: Dict[str, Any] = field(default_factory=dict)
+    callbacks: Dict[str, Any] = field(default_factory=dict)
+    logger: Dict[str, Any] = field(default_factory=dict)
     seed: Optional[int] = MISSING
     batch_scale: int = MISSING
     label_smoothing: float = MISSING
     ckpt_path: Optional[str] = MISSING
+    weights: Optional[str] = MISSING
     checkpoint_root: str = MISSING
     test: bool = MISSING
     optimized_metric: str = MISSING
@@ -154,8 +70,8 @@ class TrainConfig:
 class EvaluateConfig:
     """The root of ``conf/evaluate.yaml``."""
 
-    data: DataConfig = field(default_factory=DataConfig)
     ckpt_path: str = MISSING
+    data: DataConfig = field(default_factory=DataConfig)
 
 
 @dataclass
@@ -179,20 +95,19 @@ class ExportConfig:
     opset: int = MISSING
 
 
-ConfigStore.instance().store(name="train_schema", node=TrainConfig)
-ConfigStore.instance().store(name="evaluate_schema", node=EvaluateConfig)
-ConfigStore.instance().store(name="predict_schema", node=PredictConfig)
-ConfigStore.instance().store(name="export_schema", node=ExportConfig)
-
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+SCHEMAS = {"train": TrainConfig, "evaluate": EvaluateConfig, "predict": PredictConfig, "export": ExportConfig}
+for _name, _schema in SCHEMAS.items():
+    ConfigStore.instance().store(name=f"{_name}_schema", node=_schema)
 
 
 def compose_config(*overrides: str, config: str = "train") -> DictConfig:
-    """``conf/<config>.yaml`` composed with command-line style ``overrides``, outside ``@hydra.main``."""
-    from hydra import compose, initialize_config_dir
-
+    """``conf/<config>.yaml`` composed with command-line style ``overrides``, outside a command."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose(config_name=config, overrides=list(overrides))
+
+
+def _number(check: Callable[[float], bool]) -> Callable[[Any], bool]:
+    return lambda value: isinstance(value, (int, float)) and not isinstance(value, bool) and check(value)
 
 
 def _limit(value: Any) -> bool:
@@ -207,67 +122,97 @@ def _one_of(*choices: str) -> tuple[Callable[[Any], bool], str]:
     return (lambda value: value in choices), f"one of {', '.join(choices)}"
 
 
-_POSITIVE = (lambda value: value > 0), "a number > 0"
-_NON_NEGATIVE = (lambda value: value >= 0), "a number >= 0"
-_FRACTION = (lambda value: 0 <= value < 1), "a number in [0, 1)"
+_POSITIVE = _number(lambda value: value > 0), "a number > 0"
+_NON_NEGATIVE = _number(lambda value: value >= 0), "a number >= 0"
+_FRACTION = _number(lambda value: 0 <= value < 1), "a number in [0, 1)"
 _LIMIT = _limit, "null, a fraction in [0.0, 1.0] or a whole number of batches >= 0"
 
 RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "optimizer.name": _one_of(*OPTIMIZERS),
     "optimizer.lr": _POSITIVE,
     "optimizer.weight_decay": _NON_NEGATIVE,
     "optimizer.momentum": _FRACTION,
     "label_smoothing": _FRACTION,
-    "scheduler.name": _one_of(*SCHEDULERS),
-    "scheduler.decay_epochs": _POSITIVE,
-    "scheduler.decay_rate": ((lambda value: 0 < value <= 1), "a number in (0, 1]"),
     "data.batch_size": _POSITIVE,
     "data.eval_batch_size": _POSITIVE,
-    "data.val_size": ((lambda value: value >= 0), "a number >= 0 (0 trains on all 60,000 images, without validation)"),
-    "data.rotation_degrees": ((lambda value: 0 <= value <= 180), "a number of degrees in [0, 180]"),
+    "data.val_size": (
+        _number(lambda value: value >= 0),
+        "a number >= 0 (0 trains on all 60,000 images, without validation)",
+    ),
+    "data.rotation_degrees": (_number(lambda value: 0 <= value <= 180), "a number of degrees in [0, 180]"),
     "data.shift_fraction": _FRACTION,
     "data.zoom_fraction": _FRACTION,
     "data.elastic_alpha": _NON_NEGATIVE,
     "data.elastic_sigma": _POSITIVE,
+    "model.dropout_rate": _FRACTION,
     "trainer.max_epochs": _POSITIVE,
     "trainer.log_every_n_steps": _POSITIVE,
     "trainer.check_val_every_n_epoch": _POSITIVE,
     "trainer.num_sanity_val_steps": _NON_NEGATIVE,
+    "trainer.accumulate_grad_batches": _POSITIVE,
     "trainer.limit_train_batches": _LIMIT,
     "trainer.limit_val_batches": (
         lambda value: _limit(value) and value != 0,
         "null, a fraction in (0.0, 1.0] or a whole number of batches >= 1: validation picks the best checkpoint",
     ),
     "trainer.limit_test_batches": _LIMIT,
-    "callbacks.checkpoint.mode": _one_of("min", "max"),
-    "callbacks.checkpoint.save_top_k": ((lambda value: value >= -1), "-1 (keep all), 0 or more"),
-    "callbacks.early_stopping.mode": _one_of("min", "max"),
-    "callbacks.early_stopping.patience": _NON_NEGATIVE,
-    "callbacks.early_stopping.min_delta": _NON_NEGATIVE,
-    "callbacks.ema.decay": ((lambda value: 0 < value < 1), "a number in (0, 1), e.g. 0.999"),
-    "logger.name": _one_of("csv", "tensorboard"),
     "trainer.num_nodes": _POSITIVE,
     "optimized_metric": _one_of("best_val_acc", "test_acc"),
     "batch_scale": _POSITIVE,
     "batch_size": _POSITIVE,
-    "top_k": ((lambda value: 1 <= value <= 10), "a whole number in [1, 10]"),
+    "top_k": (_number(lambda value: 1 <= value <= 10), "a whole number in [1, 10]"),
     "format": _one_of("onnx"),
-    "opset": ((lambda value: value >= 17), "an ONNX opset >= 17"),
+    "opset": (_number(lambda value: value >= 17), "an ONNX opset >= 17"),
+}
+
+REQUIRED_HINTS = {
+    "ckpt_path": "a shipped model name (e.g. ckpt_path=lenet5), a .ckpt file or a training run directory",
+    "inputs": "image files, folders or globs, e.g. inputs=digits/ or inputs=[a.png,b.png]",
 }
 
 
+def unknown_keys(cfg: DictConfig, schema: type, prefix: str = "") -> list[str]:
+    """Dotted keys of ``cfg`` that ``schema`` has no field for (what ``+key=value`` can add), recursively."""
+    fields = {item.name: item for item in dataclasses.fields(schema)}
+    hints = typing.get_type_hints(schema)
+    found = []
+    for key in cfg:
+        if key not in fields:
+            found.append(f"{prefix}{key}")
+        elif dataclasses.is_dataclass(hints[key]) and isinstance(cfg[key], DictConfig):
+            found += unknown_keys(cfg[key], hints[key], f"{prefix}{key}.")
+    return found
+
+
+def did_you_mean(word: str, choices: Collection[str], prefix: str = "") -> str:
+    """``"did you mean <prefix><closest>? "`` when one of ``choices`` is close to ``word``, else ``""``."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f"did you mean {prefix}{close[0]}?" if close else ""
+
+
+def _near(key: str, schema: type) -> str:
+    parent, _, name = key.rpartition(".")
+    node = schema
+    for part in filter(None, parent.split(".")):
+        node = typing.get_type_hints(node)[part]
+    return did_you_mean(name, [item.name for item in dataclasses.fields(node)], f"{parent}." if parent else "")
+
+
 def validate(cfg: DictConfig) -> Any:
-    """The composed config as its dataclass (``TrainConfig``, ``EvaluateConfig``), or a ``ConfigError``
-    naming the first out-of-range key; keys the config does not have are skipped."""
-    config = OmegaConf.to_object(cfg)  # raises on missing values
+    """The composed config as its dataclass (``TrainConfig``, ``EvaluateConfig``, ...), or a ``ConfigError`` naming
+    the first unknown key, missing value or out-of-range value; rules for keys the config lacks are skipped."""
+    schema = OmegaConf.get_type(cfg)
+    for key in unknown_keys(cfg, schema):
+        suggestion = _near(key, schema)
+        raise ConfigError(f"{key} is not a setting here and nothing reads it: {suggestion or f'drop the +{key}'}")
+    try:
+        config = OmegaConf.to_object(cfg)
+    except MissingMandatoryValue as error:
+        key = error.full_key
+        hint = REQUIRED_HINTS.get(key, "a value")
+        raise ConfigError(f"{key} is required: give {hint}") from None
     absent = object()
     for key, (is_valid, allowed) in RULES.items():
         value = OmegaConf.select(cfg, key, default=absent)
         if value is not absent and not is_valid(value):
             raise ConfigError(f"{key}={value!r} is not allowed: use {allowed}")
-    if isinstance(config, TrainConfig) and config.data.val_size == 0 and config.callbacks.early_stopping.enabled:
-        raise ConfigError(
-            "data.val_size=0 leaves nothing to validate on, so early stopping has nothing to watch: "
-            "add callbacks.early_stopping.enabled=false (the run then keeps its final epoch)"
-        )
     return config

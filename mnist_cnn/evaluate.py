@@ -1,50 +1,50 @@
-"""``python -m mnist_cnn.evaluate ckpt_path=<file>``: score a checkpoint on the 10k test set and write a report."""
+"""``python -m mnist_cnn.evaluate ckpt_path=lenet5``: score a model on the 10k test set and write a report.
+
+``ckpt_path`` takes a shipped model name, a ``.ckpt`` file or a training run directory (its best checkpoint).
+The report goes to a new ``evaluations/<timestamp>[_N]/``: metrics.json, per_class.csv, the confusion matrices,
+the most confident mistakes and, when the checkpoint carries it, the training history.
+"""
 
 from __future__ import annotations
 
-import logging
-import sys
-from dataclasses import asdict
 from pathlib import Path
 
-import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from mnist_cnn.cli import hydra_command
 from mnist_cnn.config import EvaluateConfig, validate
-from mnist_cnn.errors import MNISTDataError
+from mnist_cnn.errors import UserError
+from mnist_cnn.training.run_dir import register_resolvers, remove_new_dir
+from mnist_cnn.weights.resolve import resolve_checkpoint
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
+@hydra_command("evaluate")
 def main(cfg: DictConfig) -> float:
     """Hydra task: returns the test accuracy."""
-    from hydra.core.hydra_config import HydraConfig
+    from mnist_cnn.data.files import read_test_split  # torch, Lightning: only once there is work to do
+    from mnist_cnn.evaluation.evaluator import Evaluator
+    from mnist_cnn.evaluation.report import format_summary, write_report
+    from mnist_cnn.training.module import MNISTClassifier
 
-    from mnist_cnn.checkpoints import load_classifier  # imported here so --help does not load Lightning
-    from mnist_cnn.data import MNISTDataModule
-    from mnist_cnn.evaluation import Evaluator, format_summary, write_report
-
-    logging.getLogger("lightning").handlers.clear()  # Hydra's handlers print its messages already
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         config: EvaluateConfig = validate(cfg)
-        ckpt_path = Path(config.ckpt_path).expanduser()
-        model = load_classifier(ckpt_path)
-        data = MNISTDataModule(**asdict(config.data))
-        data.prepare_data()
-        data.setup("test")
-    except (ValueError, MNISTDataError) as error:  # ConfigError, CheckpointError, or a val_size the data lacks
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
-
-    evaluator = Evaluator(model, data, batch_size=config.data.eval_batch_size)
-    run_logs = ckpt_path.parent  # a training run dir holds csv/version_*/metrics.csv beside its checkpoints
-    history = run_logs if any(run_logs.glob("csv/version_*/metrics.csv")) else None
-    out_dir = Path(HydraConfig.get().runtime.output_dir)
+        model = MNISTClassifier.load(resolve_checkpoint(config.ckpt_path))
+        test_split = read_test_split(config.data.root, config.data.download)
+    except UserError:
+        remove_new_dir(out_dir, parents=1)
+        raise
+    evaluator = Evaluator(model, test_split, batch_size=config.data.eval_batch_size)
+    history = model.history if model.history["epoch"] else None
     written = write_report(evaluator, out_dir, history=history)
     metrics = evaluator.evaluate()
     print(format_summary(metrics, evaluator.evaluate_per_class()))
     print(f"\nreport written to {out_dir}: {', '.join(path.name for path in written)}")
     return metrics["accuracy"]
 
+
+register_resolvers()
 
 if __name__ == "__main__":
     main()

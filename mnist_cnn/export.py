@@ -1,65 +1,36 @@
-"""``python -m mnist_cnn.export ckpt_path=<file or pretrained name>``: write the model as ONNX for serving.
+"""``python -m mnist_cnn.export ckpt_path=simple_cnn``: write a model as ONNX for serving.
 
-The exported graph maps normalised images ``(N, 1, 28, 28)`` float32 (see ``mnist_cnn.pixels``) to logits
-``(N, 10)``; N is dynamic. Needs the ``export`` extra: ``pip install -e ".[export]"``.
+The exported graph maps normalised images ``(N, 1, 28, 28)`` float32 (see ``mnist_cnn.data.pixels``) to logits
+``(N, 10)``; N is dynamic. It is written to ``output`` (default ``<model>.onnx`` in the current directory).
+Needs the ``export`` extra: ``pip install "mnist_cnn[export]"``.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import hydra
 from omegaconf import DictConfig
 
+from mnist_cnn.cli import hydra_command
 from mnist_cnn.config import ExportConfig, validate
-from mnist_cnn.errors import CheckpointError, ConfigError
-
-if TYPE_CHECKING:
-    from torch import nn
-
-INPUT_NAME, OUTPUT_NAME = "images", "logits"
+from mnist_cnn.errors import ConfigError, missing_extra
+from mnist_cnn.weights.resolve import resolve_checkpoint
 
 
-def export_onnx(network: nn.Module, path: Path, opset: int) -> Path:
-    """Export ``network`` to ``path`` with a dynamic batch dimension; returns the path written."""
-    import torch
-
-    example = torch.zeros(2, 1, 28, 28)
-    batch = torch.export.Dim("batch", min=1)
-    program = torch.onnx.export(
-        network.eval(),
-        (example,),
-        dynamo=True,
-        input_names=[INPUT_NAME],
-        output_names=[OUTPUT_NAME],
-        dynamic_shapes=({0: batch},),
-        opset_version=opset,
-        verbose=False,
-    )
-    program.save(str(path))
-    return path
-
-
-@hydra.main(version_base="1.3", config_path="../conf", config_name="export")
+@hydra_command("export")
 def main(cfg: DictConfig) -> None:
+    config: ExportConfig = validate(cfg)
+    if config.output is not None and Path(config.output).suffix != ".onnx":
+        raise ConfigError(f"output={config.output} is not allowed: use a file name ending in .onnx")
     try:
-        config: ExportConfig = validate(cfg)
-        if config.output is not None and Path(config.output).suffix != ".onnx":
-            raise ConfigError(f"output={config.output} is not allowed: use a file name ending in .onnx")
-        try:
-            import onnxscript  # noqa: F401  (torch's ONNX exporter needs it)
-        except ImportError:
-            raise ConfigError('format=onnx needs the export extra: pip install -e ".[export]"') from None
-        from mnist_cnn.checkpoints import load_network
-        from mnist_cnn.pretrained import resolve_checkpoint
+        import onnxscript  # noqa: F401  (torch's ONNX exporter needs it)
+    except ImportError as error:
+        raise missing_extra("format=onnx", error) from None
+    from mnist_cnn.inference.onnx import INPUT_NAME, OUTPUT_NAME, export_onnx  # torch: only once there is work
+    from mnist_cnn.weights.checkpoints import load_network
 
-        checkpoint = resolve_checkpoint(config.ckpt_path)
-        network = load_network(checkpoint)
-    except (ConfigError, CheckpointError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    checkpoint = resolve_checkpoint(config.ckpt_path)
+    network = load_network(checkpoint)
     output = Path(config.output or f"{checkpoint.stem}.onnx")
     export_onnx(network, output, config.opset)
     print(

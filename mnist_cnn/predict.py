@@ -1,8 +1,8 @@
 """``python -m mnist_cnn.predict inputs=<files, folders or globs>``: classify a user's own digit images.
 
 Prints one row per image (file, digit, probability, top-k) and writes them to ``output`` (.csv or .json)
-when asked. An unreadable image gets one ``error:`` line, the others are still classified, and the
-command exits 1; bad options or checkpoints exit 2 before anything is read.
+when asked; nothing else is written. An unreadable image gets one ``error:`` line, the others are still
+classified, and the command exits 1; bad options or checkpoints exit 2 before anything is read.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig
 
+from mnist_cnn.cli import hydra_command
 from mnist_cnn.config import PredictConfig, validate
-from mnist_cnn.errors import CheckpointError, ConfigError
+from mnist_cnn.errors import EXIT_SOME_FAILED, ConfigError
+from mnist_cnn.weights.resolve import resolve_checkpoint
 
 OUTPUT_SUFFIXES = (".csv", ".json")
 
@@ -60,13 +61,12 @@ def serialise(rows: list[Row], suffix: str) -> str:
 
 def predict_files(config: PredictConfig) -> list[Row]:
     """Classify every image the inputs name; inputs that match nothing and unreadable files become error rows."""
-    import numpy as np
+    import numpy as np  # torch and PIL: only once there is work to do
     import torch
 
-    from mnist_cnn.checkpoints import load_network
-    from mnist_cnn.images import image_files, to_mnist
-    from mnist_cnn.prediction import classify
-    from mnist_cnn.pretrained import resolve_checkpoint
+    from mnist_cnn.inference.classify import classify
+    from mnist_cnn.inference.images import image_files, to_mnist
+    from mnist_cnn.weights.checkpoints import load_network
 
     # channels_last: NHWC convolutions run up to 2x faster on CPUs (see MNISTClassifier)
     model = load_network(resolve_checkpoint(config.ckpt_path)).to(memory_format=torch.channels_last)
@@ -84,7 +84,7 @@ def predict_files(config: PredictConfig) -> list[Row]:
             else:
                 rows.append(Row(str(path)))
     if pixels:
-        predictions = classify(model, torch.from_numpy(np.stack(pixels)), config.batch_size)
+        predictions = classify(model, torch.from_numpy(np.stack(pixels)).unsqueeze(1), config.batch_size)
         digits, probabilities = predictions.top_k(config.top_k)
         readable = (row for row in rows if row.error is None)
         for row, ranked_digits, ranked_probabilities in zip(readable, digits.tolist(), probabilities.tolist()):
@@ -93,16 +93,12 @@ def predict_files(config: PredictConfig) -> list[Row]:
     return rows
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="predict")
+@hydra_command("predict")
 def main(cfg: DictConfig) -> None:
-    try:
-        config: PredictConfig = validate(cfg)
-        if config.output is not None and Path(config.output).suffix not in OUTPUT_SUFFIXES:
-            raise ConfigError(f"output={config.output} is not allowed: use a .csv or .json file name")
-        rows = predict_files(config)
-    except (ConfigError, CheckpointError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+    config: PredictConfig = validate(cfg)
+    if config.output is not None and Path(config.output).suffix not in OUTPUT_SUFFIXES:
+        raise ConfigError(f"output={config.output} is not allowed: use a .csv or .json file name")
+    rows = predict_files(config)
     print(format_table(rows, config.top_k))
     if config.output is not None:
         output = Path(config.output)
@@ -112,7 +108,7 @@ def main(cfg: DictConfig) -> None:
     for row in failed:
         print(f"error: {row.file}: {row.error}", file=sys.stderr)
     if failed:
-        sys.exit(1)
+        sys.exit(EXIT_SOME_FAILED)
 
 
 if __name__ == "__main__":

@@ -1,125 +1,30 @@
-"""Shipped pretrained weights: ``checkpoints/pretrained/<model>.ckpt``, checked against ``manifest.json``.
+"""``python -m mnist_cnn.pretrained list|publish``: show the shipped weights, or ship a training run's.
 
-Loading a shipped file first compares its sha256 with the manifest: a changed or truncated file is
-refused with a ``CheckpointError``, never loaded. ``python -m mnist_cnn.pretrained publish <run dir>``
-turns a training run's best (or, with ``--checkpoint last``, final) checkpoint into a shipped file and its
-manifest entry.
+``publish <run dir>`` turns the run's best (or, with ``--checkpoint last``, final) checkpoint into
+``checkpoints/pretrained/<model>.ckpt`` (weights and hyperparameters only) and its manifest entry, with the
+validation and test figures measured from the file as shipped.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
-import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import Any, Literal, get_args
 
-from mnist_cnn.errors import CheckpointError, MNISTDataError
+from mnist_cnn.cli import fail
+from mnist_cnn.errors import CheckpointError, UserError
+from mnist_cnn.resources import PRETRAINED_DIR
+from mnist_cnn.weights.manifest import KEPT_KEYS, MANIFEST, PretrainedInfo, file_sha256, read_manifest
+from mnist_cnn.weights.resolve import LAST
 
-if TYPE_CHECKING:  # heavy imports are deferred so that ``get_model_info`` and ``--help`` stay light
-    from mnist_cnn.module import MNISTClassifier
-
-PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "checkpoints" / "pretrained"
-MANIFEST = "manifest.json"
-# What a shipped file keeps of a Lightning checkpoint: no optimizer, scheduler, loop or callback state.
-KEPT_KEYS = ("state_dict", "hyper_parameters", "pytorch-lightning_version")
 RunCheckpoint = Literal["best", "last"]  # best.ckpt (best validation epoch) or last.ckpt (final epoch)
-
-
-@dataclass(frozen=True)
-class PretrainedInfo:
-    """One manifest entry: the file, its checksum, its measured test figures and how it was trained."""
-
-    file: str
-    sha256: str
-    test_acc: float  # official 10k test set, measured by ``Evaluator`` when published
-    test_loss: float
-    val_acc: float | None  # the shipped weights' validation accuracy: what chose them (never the test set);
-    # None for a run trained on all 60k images (data.val_size=0): nothing chose among its epochs
-    source_checkpoint: str  # the run's file they came from: best.ckpt or last.ckpt
-    num_parameters: int
-    model_kwargs: dict[str, Any]
-    command: str
-    seed: int | None
-    epochs: int
-    fit_seconds: float
-    machine: str
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def read_manifest(directory: Path = PRETRAINED_DIR) -> dict[str, PretrainedInfo]:
-    """Every shipped model's entry, by model name; empty when nothing is shipped."""
-    path = directory / MANIFEST
-    if not path.is_file():
-        return {}
-    return {name: PretrainedInfo(**entry) for name, entry in json.loads(path.read_text()).items()}
-
-
-def pretrained_info(name: str, directory: Path = PRETRAINED_DIR) -> PretrainedInfo | None:
-    """The manifest entry of ``name``, or None when no weights are shipped for it."""
-    return read_manifest(directory).get(name)
-
-
-def verified_checkpoint(name: str, directory: Path = PRETRAINED_DIR) -> Path:
-    """The shipped file of ``name`` after checking its sha256 against the manifest."""
-    manifest = read_manifest(directory)
-    if name not in manifest:
-        shipped = ", ".join(sorted(manifest)) or "none"
-        raise CheckpointError(f"no pretrained weights for {name!r} in {directory}; shipped: {shipped}")
-    entry = manifest[name]
-    path = directory / entry.file
-    if not path.is_file():
-        raise CheckpointError(f"{path} is missing; restore it with `git checkout -- {path}`")
-    found = file_sha256(path)
-    if found != entry.sha256:
-        raise CheckpointError(
-            f"{path} does not match its manifest (sha256 {found[:12]}…, expected {entry.sha256[:12]}…): "
-            f"the file was changed or damaged; restore it with `git checkout -- {path}` or pass path=<your file>"
-        )
-    return path
-
-
-def load_pretrained_model(name: str, path: str | os.PathLike[str] | None = None) -> MNISTClassifier:
-    """The pretrained ``MNISTClassifier`` for ``name``, in eval mode on the CPU.
-
-    With no ``path``, the shipped file (checksum verified); with a ``path``, that checkpoint, which must
-    hold a ``name`` model. Either way it is read with ``weights_only=True``.
-    """
-    from mnist_cnn.checkpoints import load_classifier
-
-    checkpoint = verified_checkpoint(name) if path is None else Path(path)
-    model = load_classifier(checkpoint)
-    if model.hparams.model_name != name:
-        raise CheckpointError(f"{checkpoint} holds a {model.hparams.model_name} model, not {name}")
-    return model.eval()
-
-
-def resolve_checkpoint(ckpt_path: str) -> Path:
-    """A checkpoint file, or for a model name (``simple_cnn``) its shipped file, checksum verified."""
-    path = Path(ckpt_path).expanduser()
-    if path.is_file():
-        return path
-    manifest = read_manifest()
-    if ckpt_path in manifest:
-        return verified_checkpoint(ckpt_path)
-    shipped = ", ".join(sorted(manifest)) or "none"
-    raise CheckpointError(f"ckpt_path={ckpt_path}: no such file, nor a pretrained model name (shipped: {shipped})")
 
 
 def run_checkpoint(run_dir: Path, result: dict[str, Any], which: RunCheckpoint) -> Path:
     """``run_dir``'s best or last checkpoint file."""
-    from mnist_cnn.training import LAST
-
     if which == "last":
         path = run_dir / LAST
     elif result["best_checkpoint"] is None:
@@ -142,13 +47,15 @@ def publish(run_dir: Path, directory: Path = PRETRAINED_DIR, which: RunCheckpoin
     the run held out, test on the official test set. The file is staged beside the shipped one and moved
     into place only once measured, so a failure leaves the shipped file and the manifest as they were.
     """
-    from mnist_cnn.checkpoint_io import AtomicCheckpointIO
-    from mnist_cnn.checkpoints import read_checkpoint
-    from mnist_cnn.data import read_splits
-    from mnist_cnn.evaluation import Evaluator
+    from mnist_cnn.data.files import read_splits  # torch, Lightning: only once there is work to do
+    from mnist_cnn.evaluation.evaluator import Evaluator
     from mnist_cnn.models import count_parameters
+    from mnist_cnn.training.checkpoint_io import AtomicCheckpointIO
+    from mnist_cnn.training.module import load_pretrained_model
+    from mnist_cnn.training.run_dir import latest_segment
+    from mnist_cnn.weights.checkpoints import read_checkpoint
 
-    result = json.loads((run_dir / "result.json").read_text())
+    result = json.loads((latest_segment(run_dir) / "result.json").read_text())
     source = run_checkpoint(run_dir, result, which)
     checkpoint = read_checkpoint(source)
     held_out = checkpoint.get("datamodule_hyper_parameters")
@@ -209,9 +116,8 @@ def main(argv: list[str] | None = None) -> None:
                     f"{args.run_dir}/result.json not found: pass the run dir of a finished training run"
                 )
             info = publish(args.run_dir, which=args.checkpoint)
-        except (CheckpointError, MNISTDataError) as error:
-            print(f"error: {error}", file=sys.stderr)
-            sys.exit(2)
+        except UserError as error:
+            fail(str(error), error.exit_code)
         print(
             f"published {info.file} from {info.source_checkpoint}: val_acc "
             f"{'none (no validation set)' if info.val_acc is None else f'{info.val_acc:.4f}'}, "

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from mnist_cnn.data import FILES
-from mnist_cnn.idx import write_idx
+from mnist_cnn.data.files import FILES
+from mnist_cnn.data.idx import write_idx
 
 REPO = Path(__file__).resolve().parents[1]
 FAKE_TRAIN_IMAGES = 600  # in ``fake_root``

@@ -1,110 +1,144 @@
-"""The Hydra config groups, composed as ``python -m mnist_cnn.train`` composes them."""
+"""The Hydra config groups, composed as the commands compose them, and the checks on what a user sets."""
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import typing
 
+import lightning as L
 import pytest
+import torch
+from omegaconf import OmegaConf
 
-from mnist_cnn.config import (
-    CONF_DIR,
-    RULES,
-    ConfigError,
-    ExportConfig,
-    PredictConfig,
-    TrainConfig,
-    compose_config,
-    validate,
-)
-from mnist_cnn.training import build_datamodule, build_module
+from mnist_cnn.config import RULES, ExportConfig, PredictConfig, TrainConfig, compose_config, validate
+from mnist_cnn.errors import ConfigError
+from mnist_cnn.resources import CONF_DIR
+from mnist_cnn.training.run import build_datamodule, build_module, check_components
 
 REQUIRED = {"train": (), "predict": ("inputs=digit.png",), "export": ("ckpt_path=model.ckpt",)}
 
 
 def _config_with(key: str) -> str:
-    """The root config (train, predict or export) whose schema has the dotted ``key``."""
-    for schema, name in ((TrainConfig, "train"), (PredictConfig, "predict"), (ExportConfig, "export")):
-        node = schema
-        for part in key.split("."):
-            if not dataclasses.is_dataclass(node) or part not in {item.name for item in dataclasses.fields(node)}:
-                break
-            node = typing.get_type_hints(node)[part]
-        else:
+    """The root config (train, predict or export) that has the dotted ``key``."""
+    absent = object()
+    for name in ("train", "predict", "export"):
+        if OmegaConf.select(compose_config(*REQUIRED[name], config=name), key, default=absent) is not absent:
             return name
     raise AssertionError(f"no root config has {key}")
 
 
-def test_defaults_are_the_seed_base_config() -> None:
+def test_defaults_are_the_original_keras_projects() -> None:
     cfg = validate(compose_config("model=resnet"))
     assert isinstance(cfg, TrainConfig)
-    assert (cfg.data.batch_size, cfg.data.augment, cfg.trainer.max_epochs) == (64, True, 20)
-    assert (cfg.optimizer.name, cfg.optimizer.lr, cfg.optimizer.weight_decay, cfg.optimizer.momentum) == (
-        "adam", 0.001, 0.0001, 0.9,
-    )  # fmt: skip
-    assert (cfg.scheduler.name, cfg.scheduler.decay_epochs, cfg.scheduler.decay_rate) == ("step", 5, 0.5)
-    assert cfg.callbacks.checkpoint.save_top_k == 1 and cfg.callbacks.checkpoint.monitor == "val_acc"
-    stopping = cfg.callbacks.early_stopping
-    assert (stopping.enabled, stopping.patience, stopping.min_delta) == (True, 5, 0.001)
-    assert cfg.model.kwargs() == {"blocks_per_group": 2, "base_width": 42}
+    assert (cfg.data.batch_size, cfg.data.augment, cfg.trainer["max_epochs"]) == (64, True, 20)
+    assert cfg.optimizer == {"_target_": "torch.optim.Adam", "lr": 0.001, "weight_decay": 0.0001}
+    assert cfg.scheduler == {"_target_": "torch.optim.lr_scheduler.StepLR", "step_size": 5, "gamma": 0.5}
+    assert cfg.callbacks["checkpoint"]["monitor"] == "val_acc" and cfg.callbacks["checkpoint"]["save_top_k"] == 1
+    stopping = cfg.callbacks["early_stopping"]
+    assert (stopping["patience"], stopping["min_delta"]) == (5, 0.001)
+    assert cfg.model == {"name": "resnet", "blocks_per_group": 2, "base_width": 42}
 
 
-def test_simple_cnn_brings_its_recipe() -> None:
-    cfg = validate(compose_config("model=simple_cnn"))
-    assert (cfg.data.batch_size, cfg.trainer.max_epochs, cfg.model.dropout_rate) == (128, 15, 0.5)
-
-
-def test_lenet5_brings_its_recipe() -> None:
-    cfg = validate(compose_config("model=lenet5"))
-    assert (cfg.data.batch_size, cfg.trainer.max_epochs) == (64, 20)
-    assert (cfg.optimizer.name, cfg.optimizer.lr) == ("sgd", 0.01)
-    assert cfg.model.kwargs() == {}
-
-
-def test_command_line_overrides_win_over_the_recipe() -> None:
-    cfg = validate(compose_config("model=lenet5", "optimizer=adam", "optimizer.lr=0.003", "data.batch_size=32"))
-    assert (cfg.optimizer.name, cfg.optimizer.lr, cfg.data.batch_size) == ("adam", 0.003, 32)
+def test_models_bring_their_recipes_and_the_command_line_wins() -> None:
+    simple = validate(compose_config("model=simple_cnn"))
+    assert (simple.data.batch_size, simple.trainer["max_epochs"], simple.model["dropout_rate"]) == (128, 15, 0.5)
+    lenet = validate(compose_config("model=lenet5"))
+    assert (lenet.optimizer["_target_"], lenet.optimizer["lr"], lenet.optimizer["momentum"]) == (
+        "torch.optim.SGD",
+        0.01,
+        0.9,
+    )
+    mine = validate(compose_config("model=lenet5", "optimizer=adamw", "optimizer.lr=0.003", "data.batch_size=32"))
+    assert (mine.optimizer["_target_"], mine.optimizer["lr"], mine.data.batch_size) == ("torch.optim.AdamW", 0.003, 32)
 
 
 def test_gpu_trainer_uses_bf16_mixed_precision_and_scaled_batches() -> None:
     cfg = validate(compose_config("trainer=gpu", "model=lenet5"))
-    assert (cfg.trainer.accelerator, cfg.trainer.precision, cfg.batch_scale) == ("gpu", "bf16-mixed", 8)
+    assert (cfg.trainer["accelerator"], cfg.trainer["precision"], cfg.batch_scale) == ("gpu", "bf16-mixed", 8)
     assert build_datamodule(cfg).hparams.batch_size == 8 * 64  # the recipe's batch, scaled
-    assert build_module(cfg).hparams.lr == pytest.approx(8 * 0.01)  # and its learning rate with it
-    assert validate(compose_config("trainer=ddp")).trainer.strategy == "ddp"
+    assert build_module(cfg).hparams.optimizer["lr"] == pytest.approx(8 * 0.01)  # and its learning rate with it
+    assert validate(compose_config("trainer=ddp")).trainer["strategy"] == "ddp"
 
 
-def test_label_smoothing_reaches_the_module() -> None:
-    assert build_module(validate(compose_config("label_smoothing=0.1"))).hparams.label_smoothing == 0.1
+def test_trainer_config_lists_every_trainer_argument_at_lightnings_default() -> None:
+    listed = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "trainer" / "default.yaml"))
+    listed.pop("_target_")
+    supplied = {"self", "callbacks", "logger", "plugins", "default_root_dir"}  # the run passes these
+    signature = inspect.signature(L.Trainer).parameters
+    assert set(listed) == set(signature) - supplied
+    assert {name: value for name, value in listed.items()} == {
+        name: signature[name].default for name in listed
+    }  # so that a listed argument changes nothing until it is set
+
+
+def test_any_trainer_argument_is_one_override_away_and_recorded() -> None:
+    cfg = compose_config("trainer.gradient_clip_val=0.5", "trainer.accumulate_grad_batches=2")
+    assert "gradient_clip_val: 0.5" in OmegaConf.to_yaml(cfg)  # what Hydra saves as the run's .hydra/config.yaml
+    config = validate(cfg)
+    check_components(config)
+    assert (config.trainer["gradient_clip_val"], config.trainer["accumulate_grad_batches"]) == (0.5, 2)
 
 
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("optimizer.lr=-1", "optimizer.lr=-1.0 is not allowed: use a number > 0"),
+        ("optimizer.lr=-1", "optimizer.lr=-1 is not allowed: use a number > 0"),
+        ("optimizer.lr=abc", "optimizer.lr='abc' is not allowed: use a number > 0"),
         ("data.batch_size=0", "data.batch_size=0 is not allowed: use a number > 0"),
-        ("optimizer.momentum=1.0", "optimizer.momentum=1.0 is not allowed: use a number in [0, 1)"),
-        ("optimizer.name=adamw", "optimizer.name='adamw' is not allowed: use one of adam, sgd, rmsprop"),
-        ("scheduler.name=linear", "scheduler.name='linear' is not allowed: use one of constant, step"),
+        ("optimizer=sgd optimizer.momentum=1.0", "optimizer.momentum=1.0 is not allowed: use a number in [0, 1)"),
+        ("model.dropout_rate=1.5", "model.dropout_rate=1.5 is not allowed: use a number in [0, 1)"),
         ("trainer.limit_train_batches=1.5", "trainer.limit_train_batches=1.5 is not allowed: use null, a fraction"),
-        ("logger.name=wandb", "logger.name='wandb' is not allowed: use one of csv, tensorboard"),
+        ("+foo=1", "foo is not a setting here and nothing reads it: drop the +foo"),
+        (
+            "+data.batch_sise=1",
+            "data.batch_sise is not a setting here and nothing reads it: did you mean data.batch_size?",
+        ),
     ],
 )
-def test_out_of_range_values_are_refused_by_key(override: str, message: str) -> None:
+def test_bad_values_and_unread_keys_are_refused_by_key(override: str, message: str) -> None:
     with pytest.raises(ConfigError) as error:
-        validate(compose_config(override))
+        validate(compose_config(*override.split()))
     assert message in str(error.value)
 
 
-@pytest.mark.parametrize("override", ["optimizer.lr=abc", "data.batch_size=many", "optimizer.lrr=0.1"])
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (("+trainer.max_epoch=1",), "trainer.max_epoch is not an argument of lightning.pytorch.Trainer: did you mean max_epochs?"),
+        (("+callbacks.early_stopping.patienc=3",), "callbacks.early_stopping.patienc is not an argument of "
+         "lightning.pytorch.callbacks.EarlyStopping: did you mean patience?"),
+        (("+optimizer.betas=[0.9,0.99]", "optimizer=sgd"), "optimizer.betas is not an argument of torch.optim.SGD"),
+        (("+logger.csv.params=1",), "logger.csv.params is not an argument of lightning.pytorch.loggers.CSVLogger"),
+        (("data.val_size=0",), "data.val_size=0 leaves nothing to validate on, so callbacks.checkpoint, "
+         "callbacks.early_stopping have nothing to watch: add callbacks.checkpoint=null callbacks.early_stopping=null"),
+        (("data.val_size=0", "~callbacks", "scheduler=plateau"), "so scheduler has nothing to watch"),
+    ],
+)  # fmt: skip
+def test_component_arguments_are_checked_against_their_class_before_anything_is_built(
+    overrides: tuple[str, ...], message: str
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        check_components(validate(compose_config(*overrides)))
+    assert message in str(error.value)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+@pytest.mark.parametrize("trainer", ["gpu", "ddp"])
+def test_a_gpu_trainer_without_a_gpu_says_so(trainer: str) -> None:
+    with pytest.raises(ConfigError, match=f"trainer.accelerator=gpu needs a CUDA GPU and PyTorch sees none here"):
+        check_components(validate(compose_config(f"trainer={trainer}")))
+
+
+@pytest.mark.parametrize("override", ["data.batch_size=many", "optimizer.lrr=0.1", "trainer.max_epoch=1"])
 def test_wrong_types_and_unknown_keys_fail_while_composing(override: str) -> None:
-    with pytest.raises(Exception, match="optimizer.lr|data.batch_size|lrr"):
+    with pytest.raises(Exception, match="batch_size|lrr|max_epoch"):
         compose_config(override)
 
 
 def test_limit_batches_accept_counts_and_fractions() -> None:
     cfg = validate(compose_config("trainer.limit_train_batches=20", "trainer.limit_val_batches=0.5"))
-    assert (cfg.trainer.limit_train_batches, cfg.trainer.limit_val_batches) == (20, 0.5)
+    assert (cfg.trainer["limit_train_batches"], cfg.trainer["limit_val_batches"]) == (20, 0.5)
 
 
 def _typed_fields(schema: type, prefix: str = "") -> list[tuple[str, type]]:
@@ -135,15 +169,34 @@ def test_every_typed_field_rejects_a_wrong_type_naming_the_key(key: str, kind: t
 def test_every_range_checked_key_rejects_a_bad_value_saying_what_is_allowed(key: str) -> None:
     _, allowed = RULES[key]
     bad = "bogus" if allowed.startswith("one of") else -5
+    overrides = ["optimizer=sgd"] if key == "optimizer.momentum" else []  # Adam has no momentum
+    config = "train" if overrides else _config_with(key)
     with pytest.raises(ConfigError) as error:
-        config = _config_with(key)
-        validate(compose_config(f"{key}={bad}", *REQUIRED[config], config=config))
+        validate(compose_config(*overrides, f"{key}={bad}", *REQUIRED[config], config=config))
     assert str(error.value).startswith(f"{key}=") and allowed in str(error.value)
+
+
+def test_a_required_value_left_out_is_named_with_what_to_give() -> None:
+    with pytest.raises(ConfigError, match="ckpt_path is required: give a shipped model name"):
+        validate(compose_config(config="export"))
+    with pytest.raises(ConfigError, match="inputs is required: give image files, folders or globs"):
+        validate(compose_config(config="predict"))
 
 
 @pytest.mark.parametrize("experiment", sorted(path.stem for path in (CONF_DIR / "experiment").glob("*.yaml")))
 def test_every_experiment_recipe_composes_and_validates(experiment: str) -> None:
     cfg = validate(compose_config(f"experiment={experiment}"))
-    assert cfg.trainer.max_epochs >= 1 and cfg.optimizer.lr > 0
+    if cfg.trainer["accelerator"] == "cpu":
+        check_components(cfg)
+    assert cfg.trainer["max_epochs"] >= 1 and cfg.optimizer["lr"] > 0
     if experiment.endswith("_best"):  # the recipe of checkpoints/pretrained/<model>.ckpt
-        assert cfg.model.name == experiment.removesuffix("_best")
+        assert cfg.model["name"] == experiment.removesuffix("_best")
+
+
+@pytest.mark.parametrize(
+    "group", ["optimizer", "scheduler", "logger", "callbacks"], ids=["optimizer", "scheduler", "logger", "callbacks"]
+)
+def test_every_option_of_the_component_groups_composes_and_checks(group: str) -> None:
+    for option in sorted(path.stem for path in (CONF_DIR / group).glob("*.yaml")):
+        cfg = validate(compose_config(f"{group}={option}"))
+        check_components(cfg)

@@ -3,14 +3,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from mnist_cnn.augment import affine_grid, elastic_displacement, random_distortion
-from mnist_cnn.data import MNISTDataModule, ensure_mnist, load_mnist, read_splits, resolve_root
-from mnist_cnn.idx import MNISTDataError
-from mnist_cnn.pixels import MEAN, STD, normalize
+from mnist_cnn.data.augment import affine_grid, elastic_displacement, random_distortion
+from mnist_cnn.data.datamodule import MNISTDataModule
+from mnist_cnn.data.files import FILES, ensure_mnist, load_mnist, read_splits, read_test_split, resolve_root
+from mnist_cnn.data.pixels import MEAN, STD, image_batch, model_input, normalize
+from mnist_cnn.errors import ConfigError, MNISTDataError
 
 
 def test_root_comes_from_argument_then_environment_then_cwd(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -29,14 +31,18 @@ def test_missing_files_without_download_name_the_folder_and_the_fix(tmp_path: Pa
     assert "data.root=" in message and "MNIST_DATA_DIR" in message
 
 
-def test_failed_download_is_one_clear_error(tmp_path: Path) -> None:
-    """No network here: torchvision's download fails and we say what to do instead."""
-    try:
-        ensure_mnist(tmp_path, download=True)
-    except MNISTDataError as error:
-        assert "downloading them failed" in str(error) and str(tmp_path / "MNIST" / "raw") in str(error)
-    else:  # a machine with network access really downloads the files
-        assert len(read_splits(tmp_path, download=False).test[1]) == 10_000
+def test_the_test_files_alone_serve_what_reads_only_the_test_split(fake_root: Path, tmp_path: Path) -> None:
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in FILES["test"]:
+        (raw / name).write_bytes((fake_root / "MNIST" / "raw" / name).read_bytes())
+    images, labels = read_test_split(tmp_path, download=False)
+    assert images.shape == (200, 1, 28, 28) and len(labels) == 200
+    datamodule = MNISTDataModule(root=str(tmp_path), download=False)
+    datamodule.setup("test")
+    assert set(datamodule.datasets) == {"test"}
+    with pytest.raises(MNISTDataError, match="missing: train-images-idx3-ubyte, train-labels-idx1-ubyte"):
+        datamodule.setup("fit")
 
 
 def test_split_is_fixed_by_its_seed_and_disjoint(fake_root: Path) -> None:
@@ -49,7 +55,7 @@ def test_split_is_fixed_by_its_seed_and_disjoint(fake_root: Path) -> None:
 
 
 def test_val_size_must_leave_training_images(fake_root: Path) -> None:
-    with pytest.raises(ValueError, match=r"val_size must be in \[0, 600\)"):
+    with pytest.raises(ConfigError, match=r"data.val_size=600 is not allowed: the training file holds 600 images"):
         read_splits(fake_root, val_size=600)
 
 
@@ -67,11 +73,50 @@ def test_normalize_accepts_uint8_and_unit_floats() -> None:
     assert torch.allclose(normalize(white.float() / 255), normalize(white))
 
 
+def test_an_image_array_means_the_same_in_every_form_it_comes_in() -> None:
+    pixels = np.random.default_rng(0).integers(0, 256, (5, 28, 28), dtype=np.uint8)
+    expected = normalize(torch.from_numpy(pixels).unsqueeze(1))
+    forms = {
+        "uint8": pixels,
+        "float / 255": pixels.astype("float32") / 255,
+        "(N, 1, 28, 28)": pixels[:, None],
+        "Keras (N, 28, 28, 1)": pixels[..., None],
+        "Keras float / 255": pixels[..., None] / 255.0,
+        "int64": pixels.astype(np.int64),
+        "torch": torch.from_numpy(pixels),
+    }
+    for name, images in forms.items():
+        torch.testing.assert_close(model_input(images).float(), expected, msg=name)
+    torch.testing.assert_close(model_input(expected.numpy(), normalized=True), expected)
+    assert image_batch(pixels[0]).shape == (1, 1, 28, 28)  # one image may drop the N
+
+
+@pytest.mark.parametrize(
+    ("images", "normalized", "message"),
+    [
+        (np.full((2, 28, 28), 255.0), False, "float images must hold pixels in 0-1, got values up to 255: divide"),
+        (np.full((2, 28, 28), -0.4), False, "pass normalized=True"),
+        (np.full((2, 28, 28), 300), False, "integer images must hold pixels in 0-255"),
+        (np.zeros((2, 28, 28), bool), False, "got dtype torch.bool"),
+        (np.zeros((2, 28, 28), np.uint8), True, "normalized=True takes float images"),
+        (np.zeros((2, 32, 32), np.uint8), False, "(N, 28, 28), (N, 1, 28, 28) or (N, 28, 28, 1)"),
+        (np.zeros((0, 28, 28), np.uint8), False, "with N >= 1, got (0, 28, 28)"),
+    ],
+    ids=["float-0-255", "negative", "int-300", "bool", "normalized-uint8", "32x32", "empty"],
+)
+def test_an_image_array_that_fits_no_rule_is_refused_saying_which(
+    images: np.ndarray, normalized: bool, message: str
+) -> None:
+    with pytest.raises(ValueError) as error:
+        image_batch(images, normalized)
+    assert message in str(error.value)
+
+
 def _datamodule(fake_root: Path, **kwargs: object) -> tuple[MNISTDataModule, L.Trainer]:
     datamodule = MNISTDataModule(root=str(fake_root), val_size=100, batch_size=32, eval_batch_size=64, **kwargs)
     trainer = L.Trainer(accelerator="cpu", logger=False)
     datamodule.trainer = trainer
-    datamodule.setup("fit")
+    datamodule.setup()
     return datamodule, trainer
 
 

@@ -14,13 +14,15 @@ import torch.nn.functional as F
 from sklearn import metrics as sk
 from torch import nn
 
-from mnist_cnn import MNISTClassifier, MNISTDataModule, normalize
-from mnist_cnn.data import read_splits
-from mnist_cnn.evaluation import (
+from mnist_cnn import (
     Evaluator,
+    MNISTClassifier,
+    MNISTDataModule,
     format_summary,
+    normalize,
     plot_training_history,
     precision_recall_f1,
+    read_splits,
     read_training_history,
     top_k_accuracy,
     write_report,
@@ -83,7 +85,7 @@ def test_metric_functions_match_scikit_learn(form: str, seed: int) -> None:
         assert top_k_accuracy(convert(y_true), scores_in_form, k) == pytest.approx(expected)
 
 
-SHAPE_MESSAGE = re.escape("(N, 28, 28) or (N, 1, 28, 28)")
+SHAPE_MESSAGE = re.escape("(N, 28, 28), (N, 1, 28, 28) or (N, 28, 28, 1)")
 
 
 @pytest.mark.parametrize(
@@ -93,27 +95,28 @@ SHAPE_MESSAGE = re.escape("(N, 28, 28) or (N, 1, 28, 28)")
         (torch.zeros(5, 3, 28, 28), torch.zeros(5, dtype=torch.long), SHAPE_MESSAGE),
         (np.zeros((5, 32, 32), np.uint8), np.zeros(5, np.int64), SHAPE_MESSAGE),
         (np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.int64), SHAPE_MESSAGE),
-        (torch.zeros(5, 28, 28, dtype=torch.int32), torch.zeros(5, dtype=torch.long), "got dtype torch.int32"),
-        (np.zeros((5, 28, 28), bool), np.zeros(5, np.int64), "uint8 pixels or normalised floats"),
+        (torch.full((5, 28, 28), 255.0), torch.zeros(5, dtype=torch.long), "float images must hold pixels in 0-1"),
+        (np.zeros((5, 28, 28), bool), np.zeros(5, np.int64), re.escape("uint8 pixels (0-255) or float pixels (0-1)")),
         (torch.zeros(5, 28, 28), torch.zeros(4, dtype=torch.long), re.escape("shape (5,)")),
         (torch.zeros(5, 28, 28), torch.zeros(5), "integer class indices"),
         (torch.zeros(5, 28, 28), torch.full((5,), 10), "0-9"),
     ],
-    ids=["2d", "3-channels", "32x32", "empty", "int32", "bool", "label-count", "float-labels", "label-range"],
+    ids=["2d", "3-channels", "32x32", "empty", "float-0-255", "bool", "label-count", "float-labels", "label-range"],
 )
 def test_bad_images_or_labels_raise_valueerror(images: object, labels: object, message: str, model: nn.Module) -> None:
     with pytest.raises(ValueError, match=message):
         Evaluator(model, (images, labels))
 
 
-def test_uint8_pixels_are_normalised_and_floats_are_taken_as_normalised(model: nn.Module, fake_root: Path) -> None:
+def test_images_are_pixels_in_any_form_or_normalised_floats_when_said(model: nn.Module, fake_root: Path) -> None:
     images, labels = read_splits(fake_root, val_size=100).test
     with torch.inference_mode():
         expected = model(normalize(images))
-    from_pixels = Evaluator(model, (images.squeeze(1).numpy(), labels.numpy())).logits
-    from_floats = Evaluator(model, (normalize(images), labels)).logits
-    torch.testing.assert_close(from_pixels, expected)
-    torch.testing.assert_close(from_floats, expected)
+    pixels = images.squeeze(1).numpy()
+    one_hot = F.one_hot(labels, 10).numpy()  # as Keras' to_categorical gives them
+    for data in ((pixels, labels.numpy()), (pixels / 255.0, labels), (pixels[..., None], one_hot)):
+        torch.testing.assert_close(Evaluator(model, data).logits, expected)
+    torch.testing.assert_close(Evaluator(model, (normalize(images), labels), normalized=True).logits, expected)
 
 
 class CountingModel(nn.Module):
@@ -219,8 +222,20 @@ def test_training_history_merges_every_version_per_epoch(run_dir: Path) -> None:
     }
     assert list(loss.lines[0].get_xdata()) == [0, 1, 2] and loss.get_xlabel() == "Epoch"
     assert list(read_training_history(run_dir / "csv" / "version_1" / "metrics.csv").index) == [2]
-    with pytest.raises(FileNotFoundError, match="csv/version_"):
-        read_training_history(run_dir / "csv")
+    assert list(read_training_history(run_dir / "csv" / "version_1").index) == [2]  # a CSVLogger's log_dir
+    assert read_training_history(run_dir / "csv").equals(history)  # the logger's root: every version
+    with pytest.raises(FileNotFoundError, match="no training log"):
+        read_training_history(run_dir / "csv" / "elsewhere")
+
+
+def test_training_history_takes_keras_history_dicts_and_dataframes() -> None:
+    keras = {"loss": [0.9, 0.5], "val_loss": [0.8, 0.6], "accuracy": [0.7, 0.85], "val_accuracy": [0.75, 0.8]}
+    history = read_training_history(keras)
+    assert list(history.index) == [0, 1] and history["val_acc"].tolist() == [0.75, 0.8]
+    assert read_training_history(pd.DataFrame(keras)).equals(history)
+    figure = plot_training_history(keras)
+    curves = {(ax.get_ylabel(), line.get_label()): list(line.get_ydata()) for ax in figure.axes for line in ax.lines}
+    assert curves[("Accuracy", "train")] == [0.7, 0.85] and curves[("Cross-entropy loss", "validation")] == [0.8, 0.6]
 
 
 def test_report_writes_metrics_table_and_legible_pngs(evaluator: Evaluator, run_dir: Path, tmp_path: Path) -> None:

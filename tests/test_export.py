@@ -9,10 +9,9 @@ import pytest
 import torch
 from conftest import run_cli
 
-from mnist_cnn.checkpoints import load_network
-from mnist_cnn.data import read_test_split
-from mnist_cnn.pixels import normalize
-from mnist_cnn.pretrained import verified_checkpoint
+from mnist_cnn import normalize, read_test_split
+from mnist_cnn.weights.checkpoints import load_network
+from mnist_cnn.weights.manifest import verified_checkpoint
 
 ort = pytest.importorskip("onnxruntime", reason='needs the export extra: pip install -e ".[export]"')
 

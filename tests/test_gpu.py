@@ -11,7 +11,7 @@ import torch
 from conftest import run_cli
 
 from mnist_cnn.config import compose_config, validate
-from mnist_cnn.training import build_datamodule, build_module
+from mnist_cnn.training.run import build_datamodule, build_module
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -34,7 +34,7 @@ def test_gpu_trainer_keeps_data_weights_and_optimizer_on_the_gpu(fake_root: Path
     cfg = validate(compose_config("trainer=gpu", "model=lenet5", f"data.root={fake_root}", "data.val_size=100"))
     datamodule, probe = build_datamodule(cfg), OnDeviceProbe()
     trainer = L.Trainer(
-        accelerator="gpu", devices=1, precision=cfg.trainer.precision, max_epochs=1, limit_train_batches=2,
+        accelerator="gpu", devices=1, precision=cfg.trainer["precision"], max_epochs=1, limit_train_batches=2,
         limit_val_batches=0, logger=False, enable_checkpointing=False, enable_progress_bar=False, callbacks=[probe],
     )  # fmt: skip
     trainer.fit(build_module(cfg), datamodule=datamodule)

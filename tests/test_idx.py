@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from mnist_cnn.idx import MNISTDataError, read_idx_images, read_idx_labels, read_idx_pair, write_idx
+from mnist_cnn.data.idx import read_idx_images, read_idx_labels, read_idx_pair, write_idx
+from mnist_cnn.errors import MNISTDataError
 
 
 def test_round_trip(tmp_path: Path) -> None:

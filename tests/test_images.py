@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnist_cnn.images import image_files, to_mnist
+from mnist_cnn.inference.images import image_files, to_mnist
 
 
 def _centre_of_mass(pixels: np.ndarray) -> tuple[float, float]:
@@ -63,10 +63,11 @@ def test_arrays_of_any_kind_match_the_pil_image() -> None:
     np.testing.assert_array_equal(to_mnist(np.stack([gray] * 3, axis=-1)), expected)
 
 
-def test_a_28x28_uint8_array_is_taken_as_mnist_formatted() -> None:
+def test_a_28x28_array_is_taken_as_mnist_formatted() -> None:
     digit = np.zeros((28, 28), dtype=np.uint8)
     digit[2:6, 2:6] = 200  # off centre: preprocessing would move it
-    assert to_mnist(digit) is digit
+    np.testing.assert_array_equal(to_mnist(digit), digit)
+    np.testing.assert_array_equal(to_mnist(digit / 255.0), digit)  # float pixels in 0-1: the same image
 
 
 def test_a_blank_image_is_refused() -> None:

@@ -1,15 +1,20 @@
+"""The architectures and their registry, and the catalog that tells what is available for each."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 
-from mnist_cnn.models import count_parameters, create_model, get_model_info, list_models, register_model
+from mnist_cnn import get_model_info, list_models
+from mnist_cnn.models import count_parameters, create_model, model_names, register_model
+from mnist_cnn.weights.manifest import read_manifest
 
 EXPECTED_PARAMETERS = {"simple_cnn": 225_034, "lenet5": 61_706, "custom_cnn": 288_298, "resnet": 1_197_472}
 
 
-def test_registry_lists_the_four_architectures() -> None:
-    assert list_models() == sorted(EXPECTED_PARAMETERS)
+def test_registry_lists_the_four_architectures_and_the_catalog_those_shipped() -> None:
+    assert model_names() == list_models() == sorted(EXPECTED_PARAMETERS)
+    assert list_models(pretrained=True) == sorted(read_manifest()) == sorted(EXPECTED_PARAMETERS)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_PARAMETERS))
@@ -48,6 +53,13 @@ def test_model_info_reports_the_recipe_from_the_model_config() -> None:
 def test_create_model_follows_input_shape_and_classes() -> None:
     model = create_model("simple_cnn", input_shape=(3, 32, 32), num_classes=5)
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 5)
+
+
+def test_create_model_takes_the_keras_channel_last_input_shape() -> None:
+    keras, torch_order = create_model("simple_cnn", input_shape=(28, 28, 1)), create_model("simple_cnn")
+    assert count_parameters(keras) == count_parameters(torch_order)
+    assert keras(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    assert get_model_info("lenet5", input_shape=(28, 28, 1)).input_shape == (1, 28, 28)
 
 
 def test_resnet_depth_is_configurable() -> None:

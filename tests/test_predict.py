@@ -10,11 +10,9 @@ import pytest
 from conftest import run_cli
 from PIL import ImageFilter
 
-from mnist_cnn import MNISTClassifier
-from mnist_cnn.data import read_splits
-from mnist_cnn.evaluation import Evaluator
-from mnist_cnn.images import draw_on_paper
-from mnist_cnn.pretrained import read_manifest
+from mnist_cnn import Evaluator, MNISTClassifier, read_splits
+from mnist_cnn.inference.images import draw_on_paper
+from mnist_cnn.weights.manifest import read_manifest
 
 # (canvas size, digit height, top-left corner, stroke filter, file format)
 STYLES = [
@@ -78,7 +76,7 @@ def test_unreadable_and_missing_inputs_fail_alone(shipped: set[str], tmp_path: P
     ("override", "message"),
     [
         ("output=predictions.txt", "output=predictions.txt is not allowed: use a .csv or .json file name"),
-        ("ckpt_path=nope", "ckpt_path=nope: no such file, nor a pretrained model name"),
+        ("ckpt_path=nope", "ckpt_path=nope: no such file or directory, nor a shipped model name"),
         ("top_k=11", "top_k=11 is not allowed"),
     ],
 )
@@ -96,14 +94,14 @@ def test_predict_images_takes_paths_pil_images_and_arrays(fake_root: Path, tmp_p
     # (N, 28, 28) uint8 is MNIST-formatted already: the same answers as scoring the tensors directly
     predictions = model.predict_images(stack)
     expected = Evaluator(model, (images[:40], labels[:40])).probabilities
-    np.testing.assert_allclose(predictions.probabilities.numpy(), expected.numpy(), atol=1e-6)
+    np.testing.assert_allclose(predictions.probabilities, expected.numpy(), atol=1e-6)
     assert predictions.labels.tolist() == expected.argmax(dim=1).tolist()
 
     page = draw_on_paper(stack[0], (90, 90), 60, (12, 20), None)
     page.save(tmp_path / "digit.png")
     mixed = model.predict_images([tmp_path / "digit.png", page, np.asarray(page)])
     assert mixed.probabilities.shape == (3, 10)
-    np.testing.assert_allclose(mixed.probabilities.sum(dim=1).numpy(), 1.0, atol=1e-5)
+    np.testing.assert_allclose(mixed.probabilities.sum(axis=1), 1.0, atol=1e-5)
     assert len(set(mixed.labels.tolist())) == 1  # one page, three ways in: one answer
     digits, probabilities = mixed.top_k(3)
     assert digits[:, 0].tolist() == mixed.labels.tolist() and (probabilities[:, :-1] >= probabilities[:, 1:]).all()

@@ -11,13 +11,22 @@ import pytest
 import torch
 from conftest import REPO, run_cli
 
-from mnist_cnn import MNISTClassifier, MNISTDataModule, get_model_info, list_models, load_pretrained_model
-from mnist_cnn.data import read_splits, read_test_split
+from mnist_cnn import (
+    Evaluator,
+    MNISTClassifier,
+    MNISTDataModule,
+    count_parameters,
+    get_model_info,
+    list_models,
+    load_pretrained_model,
+    read_splits,
+    read_test_split,
+)
 from mnist_cnn.errors import CheckpointError, MNISTDataError
-from mnist_cnn.evaluation import Evaluator
-from mnist_cnn.models import count_parameters
-from mnist_cnn.pretrained import KEPT_KEYS, PRETRAINED_DIR, file_sha256, publish, read_manifest, verified_checkpoint
-from mnist_cnn.training import TrainResult
+from mnist_cnn.pretrained import publish
+from mnist_cnn.resources import PRETRAINED_DIR
+from mnist_cnn.training.run import TrainResult
+from mnist_cnn.weights.manifest import KEPT_KEYS, file_sha256, read_manifest, verified_checkpoint
 
 SHIPPED = read_manifest()
 
@@ -105,7 +114,7 @@ def _finished_run(run_dir: Path, fake_root: Path) -> Path:
         for parameter in model.parameters():
             parameter.mul_(0.5)  # the weights some later epoch left behind
     trainer.save_checkpoint(run_dir / "last.ckpt")
-    TrainResult(run_dir, run_dir / "best.ckpt", {"best_val_acc": 0.5}, 1, 3.0).save(seed=7)
+    TrainResult(run_dir, run_dir / "best.ckpt", {"best_val_acc": 0.5}, 1, 3.0).save(run_dir / "result.json", seed=7)
     return run_dir
 
 
@@ -167,7 +176,7 @@ def test_a_run_without_validation_publishes_only_its_final_epoch(
     )  # fmt: skip
     trainer.fit(MNISTClassifier("lenet5"), datamodule=MNISTDataModule(root=str(fake_root), val_size=0))
     trainer.save_checkpoint(run_dir / "last.ckpt")
-    TrainResult(run_dir, None, {}, 1, 3.0).save(seed=7)  # as a data.val_size=0 run leaves it
+    TrainResult(run_dir, None, {}, 1, 3.0).save(run_dir / "result.json", seed=7)  # as a data.val_size=0 run leaves it
     monkeypatch.setenv("MNIST_DATA_DIR", str(fake_root))
 
     with pytest.raises(

@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import run_cli
 
-from mnist_cnn.data import read_splits
+from mnist_cnn import read_splits
 
 pytestmark = pytest.mark.real_data
 

@@ -17,9 +17,11 @@ from conftest import REPO, run_cli, write_fake_mnist
 from packaging.requirements import Requirement
 
 from mnist_cnn import MNISTClassifier, MNISTDataModule
-from mnist_cnn.module import NonFiniteLossError
+from mnist_cnn.training.module import NonFiniteLossError
+from mnist_cnn.training.run_dir import latest_segment
+from mnist_cnn.weights.manifest import verified_checkpoint
 
-QUICK = ("model=lenet5", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false", "data.val_size=100")
+QUICK = ("model=lenet5", "trainer.enable_model_summary=false", "data.val_size=100")
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +48,8 @@ def _wait_for_last_checkpoint(cwd: Path, process: subprocess.Popen[str], timeout
 
 
 def _test_accuracy(cwd: Path) -> float:
-    (report,) = cwd.glob("checkpoints/lenet5/*/evaluation/metrics.json")
-    return json.loads(report.read_text())["accuracy"]
+    (run_dir,) = cwd.glob("checkpoints/lenet5/*")
+    return json.loads((latest_segment(run_dir) / "result.json").read_text())["metrics"]["test_acc"]
 
 
 def test_run_killed_mid_epoch_resumes_to_the_same_result(slow_root: Path, tmp_path: Path) -> None:
@@ -92,7 +94,7 @@ def test_killing_checkpoint_writes_never_leaves_a_broken_file(tmp_path: Path) ->
     writer = (
         "import sys, lightning as L\n"
         "from mnist_cnn import MNISTClassifier\n"
-        "from mnist_cnn.checkpoint_io import AtomicCheckpointIO\n"
+        "from mnist_cnn.training.checkpoint_io import AtomicCheckpointIO\n"
         "trainer = L.Trainer(accelerator='cpu', logger=False, plugins=[AtomicCheckpointIO()])\n"
         "trainer.strategy.connect(MNISTClassifier('resnet'))\n"
         "checkpoint = {'state_dict': trainer.lightning_module.state_dict(), 'hyper_parameters': {}}\n"
@@ -116,6 +118,8 @@ def test_divergence_stops_with_epoch_and_step(fake_root: Path, tmp_path: Path) -
     assert result.returncode == 3 and "Traceback" not in result.stderr
     assert "error: the training loss is" in result.stderr and "at epoch 0, step" in result.stderr
     assert "last good checkpoint: none yet" in result.stderr
+    (run_dir,) = tmp_path.glob("checkpoints/lenet5/*")  # a run that started training is kept: what it ran with
+    assert (run_dir / ".hydra" / "config.yaml").is_file() and (run_dir / "train.log").is_file()
 
 
 class PoisonWeights(L.Callback):
@@ -162,6 +166,20 @@ def test_pickle_payload_in_a_checkpoint_never_runs(command: str, fake_root: Path
     assert not marker.exists()
 
 
+def test_a_checkpoint_whose_hyperparameters_name_os_system_is_refused_and_nothing_runs(tmp_path: Path) -> None:
+    marker, crafted = tmp_path / "pwned", tmp_path / "crafted.ckpt"
+    checkpoint = torch.load(verified_checkpoint("lenet5"), weights_only=True)
+    checkpoint["hyper_parameters"]["optimizer"] = {"_target_": "os.system", "_args_": [f"touch {marker}"]}
+    torch.save(checkpoint, crafted)
+    result = run_cli("mnist_cnn.evaluate", f"ckpt_path={crafted}", cwd=tmp_path)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith(
+        f"error: cannot rebuild the model saved in {crafted}: optimizer._target_='os.system'"
+    )
+    assert "is not allowed: the optimizer may only name a class in torch.optim or mnist_cnn" in result.stderr
+    assert not marker.exists() and list(tmp_path.iterdir()) == [crafted]
+
+
 def _save_untrained(path: Path, **module_kwargs: object) -> Path:
     trainer = L.Trainer(accelerator="cpu", logger=False)
     trainer.strategy.connect(MNISTClassifier(**module_kwargs))
@@ -195,7 +213,7 @@ def test_checkpoint_of_another_architecture_is_refused(
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "holds a different model (model_name: 'lenet5' saved, 'simple_cnn' asked" in result.stderr
-    assert "resume it with model=lenet5" in result.stderr
+    assert "use it with model=lenet5" in result.stderr
 
 
 def test_checkpoint_with_another_class_count_is_refused(fake_root: Path, tmp_path: Path) -> None:

@@ -10,19 +10,18 @@ import torch
 import yaml
 from conftest import run_cli
 
-from mnist_cnn.data import load_mnist
-from mnist_cnn.module import MNISTClassifier
+from mnist_cnn import MNISTClassifier, load_mnist
 
 TINY = (
-    "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "data.val_size=100",
-    "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1",
+    "trainer.max_epochs=1", "data.val_size=100", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
+    "trainer.limit_test_batches=1",
 )  # fmt: skip
 
 
 def _sweep(cwd: Path, *overrides: str, data_root: Path):
     """Run a multirun; returns the process, the sweep dir and the rows of its summary.csv."""
     result = run_cli("mnist_cnn.train", *overrides, *TINY, cwd=cwd, data_root=data_root)
-    (summary,) = (cwd / "multirun").glob("*/*/summary.csv")
+    (summary,) = (cwd / "checkpoints" / "multirun").glob("*/summary.csv")
     return result, summary.parent, list(csv.DictReader(summary.open()))
 
 
@@ -38,8 +37,10 @@ def test_grid_sweep_runs_every_job_and_ranks_the_summary(fake_root: Path, tmp_pa
     assert {row["status"] for row in rows} == {"ok"} and {row["epochs"] for row in rows} == {"1"}
     accuracies = [float(row["best_val_acc"]) for row in rows]
     assert accuracies == sorted(accuracies, reverse=True) and all(row["test_acc"] for row in rows)
-    run_dirs = {Path(row["run_dir"]) for row in rows}
+    run_dirs = {Path(row["run_dir"]) for row in rows}  # each job trained in a run dir of its own model
     assert len(run_dirs) == 4 and all((run_dir / "best.ckpt").is_file() for run_dir in run_dirs)
+    assert {run_dir.parent for run_dir in run_dirs} == {tmp_path / "checkpoints" / m for m in ("lenet5", "simple_cnn")}
+    assert all((run_dir / "train.log").is_file() and (run_dir / ".hydra").is_dir() for run_dir in run_dirs)
     markdown = (sweep_dir / "summary.md").read_text()
     assert markdown.startswith("| job | overrides | status | best_val_acc") and markdown in result.stdout
 
@@ -50,7 +51,9 @@ def test_a_failed_job_is_recorded_and_the_sweep_goes_on(fake_root: Path, tmp_pat
     status = {row["overrides"].split()[1]: row for row in rows}
     assert status["optimizer.lr=0.01"]["status"] == "ok" and rows[0] is status["optimizer.lr=0.01"]
     assert status["optimizer.lr=1e+30"]["status"] == "failed" and status["optimizer.lr=1e+30"]["error"]
-    assert status["optimizer.lr=-1"]["error"] == "ConfigError: optimizer.lr=-1.0 is not allowed: use a number > 0"
+    assert status["optimizer.lr=-1"]["error"] == "ConfigError: optimizer.lr=-1 is not allowed: use a number > 0"
+    assert status["optimizer.lr=-1"]["run_dir"] == ""  # the job failed before training: its dir was removed
+    assert len(list((tmp_path / "checkpoints" / "lenet5").iterdir())) == 2
 
 
 def test_optuna_search_tunes_lr_batch_size_dropout_and_weight_decay(fake_root: Path, tmp_path: Path) -> None:
@@ -91,7 +94,7 @@ def test_ddp_on_two_cpu_processes_logs_the_accuracy_of_the_whole_validation_set(
 ) -> None:
     overrides = ("trainer=ddp_cpu", "model=simple_cnn", "trainer.max_epochs=1", "trainer.limit_train_batches=4")
     result = run_cli(
-        "mnist_cnn.train", *overrides, "trainer.enable_progress_bar=false", "data.val_size=100", "test=false",
+        "mnist_cnn.train", *overrides, "data.val_size=100", "test=false",
         cwd=tmp_path, data_root=fake_root,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -114,4 +117,4 @@ def test_ddp_in_a_sweep_spawns_its_processes_instead_of_rerunning_the_sweep(fake
     result, _, rows = _sweep(tmp_path, "-m", "trainer=ddp_cpu", "model=lenet5", data_root=fake_root)
     assert result.returncode == 0, result.stderr
     assert "trainer.strategy=ddp becomes ddp_spawn" in result.stdout + result.stderr
-    assert len(list((tmp_path / "multirun").glob("*/*"))) == 1 and [row["status"] for row in rows] == ["ok"]
+    assert len(list((tmp_path / "checkpoints" / "lenet5").iterdir())) == 1 and [row["status"] for row in rows] == ["ok"]

@@ -1,4 +1,4 @@
-"""``python -m mnist_cnn.train`` as a user runs it: real processes, real files."""
+"""``python -m mnist_cnn.train`` as a user runs it: real processes, real files, one directory per run."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from conftest import FAKE_TRAIN_IMAGES, run_cli
 
-from mnist_cnn.data import read_test_split
-from mnist_cnn.evaluation import Evaluator
-from mnist_cnn.module import MNISTClassifier
-from mnist_cnn.training import new_run_dir
+from mnist_cnn import Evaluator, MNISTClassifier, read_test_split
+from mnist_cnn.training.run_dir import new_dir
 
-QUICK = ("trainer.max_epochs=1", "trainer.enable_progress_bar=false", "data.val_size=100")
+QUICK = ("trainer.max_epochs=1", "data.val_size=100")
+NO_VALIDATION = ("data.val_size=0", "callbacks.checkpoint=null", "callbacks.early_stopping=null")
 
 
 def _run_dirs(cwd: Path, model: str) -> list[Path]:
@@ -36,14 +36,20 @@ def _validated_epochs(run_dir: Path) -> list[int]:
 
 
 @pytest.mark.parametrize("model", ["simple_cnn", "lenet5", "resnet", "custom_cnn"])
-def test_each_model_trains_checkpoints_and_tests(model: str, fake_root: Path, tmp_path: Path) -> None:
+def test_each_model_trains_tests_and_keeps_everything_in_one_run_dir(
+    model: str, fake_root: Path, tmp_path: Path
+) -> None:
     result = run_cli(
         "mnist_cnn.train", f"model={model}", *QUICK, "trainer.limit_train_batches=20", cwd=tmp_path, data_root=fake_root
     )
     assert result.returncode == 0, result.stderr
+    assert [path.name for path in tmp_path.iterdir()] == ["checkpoints"]  # no outputs/ beside it
     (run_dir,) = _run_dirs(tmp_path, model)
-    assert {"best.ckpt", "last.ckpt", "config.yaml"} <= {path.name for path in run_dir.iterdir()}
+    assert {"best.ckpt", "last.ckpt", "result.json", "train.log", ".hydra", "csv", "evaluation"} <= {
+        path.name for path in run_dir.iterdir()
+    }
     assert f"run dir            {run_dir}" in result.stdout and "test_acc" in result.stdout
+    assert (run_dir / "train.log").read_text().rstrip().endswith(f"evaluation report  {run_dir / 'evaluation'}")
     checkpoint = torch.load(run_dir / "best.ckpt", weights_only=True)
     assert checkpoint["hyper_parameters"]["model_name"] == model
     assert any(row.get("val_acc") for row in _metrics(run_dir))
@@ -59,32 +65,73 @@ def test_each_model_trains_checkpoints_and_tests(model: str, fake_root: Path, tm
         "misclassified.png",
         "training_history.png",
     } <= report
+    assert "Traceback" not in result.stderr and "Tip:" not in result.stdout + result.stderr
+
+
+def test_components_come_from_yaml_and_every_trainer_argument_from_the_command_line(
+    fake_root: Path, tmp_path: Path
+) -> None:
+    components = ("optimizer=adamw", "scheduler=plateau", "trainer.gradient_clip_val=0.5")
+    args = (
+        "model=lenet5",
+        *components,
+        "trainer.accumulate_grad_batches=2",
+        "trainer.limit_train_batches=6",
+        "test=false",
+    )
+    result = run_cli("mnist_cnn.train", *args, *QUICK, cwd=tmp_path, data_root=fake_root)
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = _run_dirs(tmp_path, "lenet5")
+    saved = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
+    assert (saved["trainer"]["gradient_clip_val"], saved["trainer"]["accumulate_grad_batches"]) == (0.5, 2)
+    last = torch.load(run_dir / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 3  # 6 batches, one optimizer step per 2
+    assert last["hyper_parameters"]["optimizer"]["_target_"] == "torch.optim.AdamW"
+    (scheduler,) = last["lr_schedulers"]
+    assert {"patience", "factor", "best"} <= set(scheduler) and scheduler["mode"] == "min"  # ReduceLROnPlateau
+
+
+def test_several_loggers_at_once_mlflow_among_them_write_inside_the_run_dir(fake_root: Path, tmp_path: Path) -> None:
+    pytest.importorskip("mlflow", reason='needs pip install "mnist_cnn[mlflow]"')
+    args = ("model=lenet5", "logger=[csv,tensorboard,mlflow]", "trainer.limit_train_batches=2", "test=false")
+    result = run_cli("mnist_cnn.train", *args, *QUICK, cwd=tmp_path, data_root=fake_root)
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = _run_dirs(tmp_path, "lenet5")
+    assert list(run_dir.glob("tensorboard/version_0/events.out.tfevents.*")) and _validated_epochs(run_dir) == [0]
+    (val_acc,) = run_dir.glob("mlruns/*/*/metrics/val_acc")
+    (logged,) = [row["val_acc"] for row in _metrics(run_dir) if row.get("val_acc")]
+    assert float(val_acc.read_text().split()[1]) == pytest.approx(float(logged))
+    assert [path.name for path in tmp_path.iterdir()] == ["checkpoints"]
 
 
 @pytest.mark.parametrize(
-    ("override", "message"),
+    ("overrides", "message"),
     [
-        ("optimizer.lr=abc", "Value 'abc' of type 'str' could not be converted to Float"),
-        ("optimizer.lr=-1", "optimizer.lr=-1.0 is not allowed: use a number > 0"),
-        ("data.batch_size=0", "data.batch_size=0 is not allowed: use a number > 0"),
-        ("model.dropout_rate=1.5", "dropout_rate must be in [0, 1), got 1.5"),
-        ("model=nope", "Could not find 'model/nope'"),
-        ("data.val_size=-1", "data.val_size=-1 is not allowed: use a number >= 0"),
-        ("data.val_size=0", "early stopping has nothing to watch: add callbacks.early_stopping.enabled=false"),
+        (("trainer.max_epoch=1",), "error: trainer.max_epoch is not a setting: did you mean trainer.max_epochs?"),
+        (("+trainer.max_epoch=1",), "error: trainer.max_epoch is not an argument of lightning.pytorch.Trainer: did"),
+        (("optimizer.lr=-1",), "error: optimizer.lr=-1 is not allowed: use a number > 0"),
+        (("model=nope",), "error: model=nope is not an option: choose one of custom_cnn, lenet5, resnet, simple_cnn"),
+        (("data.val_size=0",), "error: data.val_size=0 leaves nothing to validate on"),
+        (("ckpt_path=last",), "error: ckpt_path=last: no"),
+        (("ckpt_path=lenet5",), "holds weights only, no optimizer or training state to resume: to start a new run "
+         "from these weights (fine-tuning), use weights=lenet5 instead"),
     ],
-)
-def test_bad_configuration_stops_before_training(override: str, message: str, fake_root: Path, tmp_path: Path) -> None:
-    result = run_cli("mnist_cnn.train", override, cwd=tmp_path, data_root=fake_root)
-    assert result.returncode != 0
-    assert message in result.stderr and "Traceback" not in result.stderr
-    assert not (tmp_path / "checkpoints").exists()
+)  # fmt: skip
+def test_bad_input_is_one_error_line_and_leaves_nothing_behind(
+    overrides: tuple[str, ...], message: str, fake_root: Path, tmp_path: Path
+) -> None:
+    result = run_cli("mnist_cnn.train", "model=lenet5", *overrides, cwd=tmp_path, data_root=fake_root)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error:") and message in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_missing_data_offline_names_the_path_and_the_fix(tmp_path: Path) -> None:
     result = run_cli("mnist_cnn.train", f"data.root={tmp_path / 'empty'}", "data.download=false", cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"MNIST files not found in {tmp_path / 'empty' / 'MNIST' / 'raw'}" in result.stderr
-    assert "data.root=<dir>" in result.stderr and not (tmp_path / "checkpoints").exists()
+    assert "data.root=<dir>" in result.stderr and list(tmp_path.iterdir()) == []
 
 
 def test_corrupted_data_file_stops_before_training(fake_root: Path, tmp_path: Path) -> None:
@@ -98,35 +145,35 @@ def test_corrupted_data_file_stops_before_training(fake_root: Path, tmp_path: Pa
     assert not (tmp_path / "checkpoints").exists()
 
 
-def test_resume_continues_the_latest_run_in_its_directory(fake_root: Path, tmp_path: Path) -> None:
-    first = run_cli("mnist_cnn.train", "model=lenet5", *QUICK, "test=false", cwd=tmp_path, data_root=fake_root)
+def test_resume_continues_the_run_in_its_directory_and_keeps_each_segment(fake_root: Path, tmp_path: Path) -> None:
+    first = run_cli("mnist_cnn.train", "model=lenet5", *QUICK, cwd=tmp_path, data_root=fake_root)
     assert first.returncode == 0, first.stderr
     (run_dir,) = _run_dirs(tmp_path, "lenet5")
+    first_result = (run_dir / "result.json").read_text()
     resumed = run_cli(
-        "mnist_cnn.train",
-        "model=lenet5",
-        *QUICK,
-        "trainer.max_epochs=2",
-        "ckpt_path=last",
-        cwd=tmp_path,
+        "mnist_cnn.train", "model=lenet5", *QUICK, "trainer.max_epochs=2", "ckpt_path=last", cwd=tmp_path,
         data_root=fake_root,
-    )
-    assert resumed.returncode == 0, resumed.stderr
-    assert _run_dirs(tmp_path, "lenet5") == [run_dir]
-    assert _validated_epochs(run_dir) == [0, 1]  # both attempts' metrics kept: csv/version_0 and csv/version_1
-
-    explicit = run_cli(
-        "mnist_cnn.train", "model=lenet5", *QUICK, "trainer.max_epochs=3", f"ckpt_path={run_dir / 'last.ckpt'}",
-        cwd=tmp_path, data_root=fake_root,
     )  # fmt: skip
-    assert explicit.returncode == 0, explicit.stderr
-    assert _validated_epochs(run_dir) == [0, 1, 2]
+    assert resumed.returncode == 0, resumed.stderr
+    assert _run_dirs(tmp_path, "lenet5") == [run_dir] and _validated_epochs(run_dir) == [0, 1]
+    assert (run_dir / "result.json").read_text() == first_result  # the first segment's record is kept
+    segment = run_dir / "resume_1"
+    assert json.loads((segment / "result.json").read_text())["epochs"] == 2 and (segment / "evaluation").is_dir()
+    assert yaml.safe_load((segment / "config.yaml").read_text())["trainer"]["max_epochs"] == 2  # what it ran with
+    assert yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())["trainer"]["max_epochs"] == 1
+
+    again = run_cli(
+        "mnist_cnn.train", "model=lenet5", *QUICK, "trainer.max_epochs=3", f"ckpt_path={run_dir}", cwd=tmp_path,
+        data_root=fake_root,
+    )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert _validated_epochs(run_dir) == [0, 1, 2] and (run_dir / "resume_2" / "result.json").is_file()
 
 
 def test_last_checkpoint_is_the_final_epoch_even_after_validation_stops_improving(
     fake_root: Path, tmp_path: Path
 ) -> None:
-    flat = ("optimizer.lr=1e-12", "callbacks.early_stopping.enabled=false")  # the weights barely move: no new best
+    flat = ("optimizer.lr=1e-12", "callbacks.early_stopping=null")  # the weights barely move: no new best
     result = run_cli(
         "mnist_cnn.train", "model=lenet5", *QUICK, "trainer.max_epochs=3", "trainer.limit_train_batches=2", *flat,
         "test=false", cwd=tmp_path, data_root=fake_root,
@@ -138,9 +185,8 @@ def test_last_checkpoint_is_the_final_epoch_even_after_validation_stops_improvin
 
 
 def test_training_on_all_images_keeps_and_tests_the_final_epoch(fake_root: Path, tmp_path: Path) -> None:
-    all_images = ("data.val_size=0", "callbacks.early_stopping.enabled=false", "data.batch_size=64")
     result = run_cli(
-        "mnist_cnn.train", "model=lenet5", *all_images, "trainer.max_epochs=2", "trainer.enable_progress_bar=false",
+        "mnist_cnn.train", "model=lenet5", *NO_VALIDATION, "data.batch_size=64", "trainer.max_epochs=2",
         cwd=tmp_path, data_root=fake_root,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -150,14 +196,21 @@ def test_training_on_all_images_keeps_and_tests_the_final_epoch(fake_root: Path,
     last = torch.load(run_dir / "last.ckpt", weights_only=True)
     assert last["epoch"] == 1 and last["global_step"] == 2 * math.ceil(FAKE_TRAIN_IMAGES / 64)  # every image
     record = json.loads((run_dir / "result.json").read_text())
-    final = MNISTClassifier.load_from_checkpoint(run_dir / "last.ckpt", weights_only=True).eval()
+    final = MNISTClassifier.load(run_dir / "last.ckpt").eval()
     test_acc = Evaluator(final, read_test_split(fake_root, download=False)).evaluate()["accuracy"]
     assert record["best_checkpoint"] is None and record["metrics"]["test_acc"] == pytest.approx(test_acc, abs=1e-6)
 
 
-def test_resume_without_a_previous_run_is_refused(fake_root: Path, tmp_path: Path) -> None:
-    result = run_cli("mnist_cnn.train", "model=lenet5", "ckpt_path=last", cwd=tmp_path, data_root=fake_root)
-    assert result.returncode == 2 and "ckpt_path=last: no" in result.stderr
+def test_fine_tuning_starts_from_the_given_weights_with_a_fresh_optimizer(fake_root: Path, tmp_path: Path) -> None:
+    args = ("model=lenet5", "weights=lenet5", "optimizer.lr=1e-12", "trainer.limit_train_batches=1", "test=false")
+    result = run_cli("mnist_cnn.train", *args, *QUICK, cwd=tmp_path, data_root=fake_root)
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = _run_dirs(tmp_path, "lenet5")
+    tuned = torch.load(run_dir / "last.ckpt", weights_only=True)
+    shipped = MNISTClassifier.from_pretrained("lenet5").state_dict()
+    for name, weights in shipped.items():  # one step at a learning rate of 1e-12 leaves the shipped weights
+        torch.testing.assert_close(tuned["state_dict"][name], weights, rtol=0, atol=1e-6)
+    assert tuned["global_step"] == 1 and tuned["epoch"] == 0  # a new run, not the shipped run resumed
 
 
 def test_seeded_deterministic_runs_are_identical(fake_root: Path, tmp_path: Path) -> None:
@@ -169,27 +222,18 @@ def test_seeded_deterministic_runs_are_identical(fake_root: Path, tmp_path: Path
 
 
 def test_run_directories_are_unique_even_within_one_second(tmp_path: Path) -> None:
-    made = {new_run_dir(tmp_path) for _ in range(3)}
+    made = {new_dir(tmp_path) for _ in range(3)}
     assert len(made) == 3 and all(path.is_dir() for path in made)
 
 
-def test_tensorboard_logger_writes_event_files_in_the_run_dir(fake_root: Path, tmp_path: Path) -> None:
-    result = run_cli(
-        "mnist_cnn.train", "model=lenet5", "logger=tensorboard", *QUICK, "test=false", cwd=tmp_path, data_root=fake_root
-    )
-    assert result.returncode == 0, result.stderr
-    (run_dir,) = _run_dirs(tmp_path, "lenet5")
-    assert list(run_dir.glob("tensorboard/version_0/events.out.tfevents.*")) and not (run_dir / "csv").exists()
-
-
 def test_ema_weights_are_validated_checkpointed_and_tested(fake_root: Path, tmp_path: Path) -> None:
-    args = ("model=lenet5", *QUICK, "trainer.max_epochs=2", "callbacks.ema.enabled=true", "callbacks.ema.decay=0.9")
+    args = ("model=lenet5", *QUICK, "trainer.max_epochs=2", "callbacks=[default,ema]", "callbacks.ema.decay=0.9")
     result = run_cli("mnist_cnn.train", *args, cwd=tmp_path, data_root=fake_root)
     assert result.returncode == 0, result.stderr
     (run_dir,) = _run_dirs(tmp_path, "lenet5")
     checkpoint = torch.load(run_dir / "best.ckpt", weights_only=True)
-    average = MNISTClassifier.load_from_checkpoint(run_dir / "best.ckpt", weights_only=True)
-    raw = MNISTClassifier.load_from_checkpoint(run_dir / "best.ckpt", weights_only=True)
+    average = MNISTClassifier.load(run_dir / "best.ckpt")
+    raw = MNISTClassifier.load(run_dir / "best.ckpt")
     raw.load_state_dict(checkpoint["current_model_state"])  # the weights the optimizer was stepping
     test_split = read_test_split(fake_root, download=False)
     average_acc, raw_acc = (Evaluator(model.eval(), test_split).evaluate()["accuracy"] for model in (average, raw))
@@ -199,7 +243,7 @@ def test_ema_weights_are_validated_checkpointed_and_tested(fake_root: Path, tmp_
 
 
 def test_speedrun_recipe_validates_and_checkpoints_once_after_the_last_epoch(fake_root: Path, tmp_path: Path) -> None:
-    on_cpu = ("trainer.accelerator=cpu", "trainer.precision=32-true", "batch_scale=1", "trainer.limit_train_batches=3")
+    on_cpu = ("trainer=cpu", "batch_scale=1", "trainer.limit_train_batches=3")
     args = ("experiment=speedrun", *on_cpu, *QUICK, "trainer.max_epochs=3")
     result = run_cli("mnist_cnn.train", *args, cwd=tmp_path, data_root=fake_root)
     assert result.returncode == 0, result.stderr

@@ -7,20 +7,20 @@ from pathlib import Path
 
 import lightning as L
 
-from mnist_cnn.evaluation.evaluator import Evaluator, write_report
+from mnist_cnn.evaluation.evaluator import Evaluator
+from mnist_cnn.evaluation.report import write_report
 
 
 class EvaluationReport(L.Callback):
-    """After ``trainer.test`` on an ``MNISTDataModule``, write ``write_report``'s files to ``out_dir``.
+    """After ``trainer.test`` on an ``MNISTDataModule``, write ``write_report``'s files to ``out_dir``, with the
+    training curves when the module keeps a ``history`` (as ``MNISTClassifier`` does)."""
 
-    ``history`` (a run dir or metrics.csv) adds the training curves.
-    """
-
-    def __init__(self, out_dir: str | os.PathLike[str], history: str | os.PathLike[str] | None = None) -> None:
-        self.out_dir, self.history = Path(out_dir), history
+    def __init__(self, out_dir: str | os.PathLike[str]) -> None:
+        self.out_dir = Path(out_dir)
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.is_global_zero:  # under DDP every process tests; one writes the report
             return
         evaluator = Evaluator(pl_module, trainer.datamodule, batch_size=trainer.datamodule.hparams.eval_batch_size)
-        write_report(evaluator, self.out_dir, history=self.history)
+        history = getattr(pl_module, "history", None)
+        write_report(evaluator, self.out_dir, history=history if history and history["epoch"] else None)

@@ -1,11 +1,9 @@
-"""Score a classifier on a labelled image set once, then derive metrics, tables, plots and a report."""
+"""Score a classifier on a labelled image set once, then derive metrics, tables and plots from its outputs."""
 
 from __future__ import annotations
 
-import json
-import os
 from functools import cached_property
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -15,34 +13,25 @@ from matplotlib.figure import Figure
 from torch import nn
 from torchmetrics.functional.classification import multiclass_confusion_matrix
 
-from mnist_cnn.data import MNISTDataModule
+from mnist_cnn.data.datamodule import MNISTDataModule
+from mnist_cnn.data.pixels import image_batch
 from mnist_cnn.evaluation import plots
-from mnist_cnn.evaluation.metrics import ArrayLike, precision_recall_f1, top_k_accuracy
-from mnist_cnn.prediction import batched_logits
+from mnist_cnn.evaluation.metrics import ArrayLike, as_class_indices, precision_recall_f1, top_k_accuracy
+from mnist_cnn.inference.classify import batched_logits
 
 NUM_CLASSES = 10
-IMAGE_SHAPE = (1, 28, 28)
-SHAPES = "(N, 28, 28) or (N, 1, 28, 28)"
-
-
-def _check_images(images: ArrayLike) -> torch.Tensor:
-    images = torch.as_tensor(images)
-    if images.ndim == 3:
-        images = images.unsqueeze(1)
-    if images.ndim != 4 or len(images) == 0 or tuple(images.shape[1:]) != IMAGE_SHAPE:
-        raise ValueError(f"images must have shape {SHAPES} with N >= 1, got {tuple(images.shape)}")
-    if images.dtype != torch.uint8 and not images.is_floating_point():
-        raise ValueError(
-            f"images must be uint8 pixels or normalised floats of shape {SHAPES}, got dtype {images.dtype}"
-        )
-    return images
 
 
 def _check_labels(labels: ArrayLike, count: int) -> torch.Tensor:
-    labels = torch.as_tensor(labels)
+    labels = torch.as_tensor(np.asarray(labels) if not torch.is_tensor(labels) else labels)
+    if labels.ndim == 2 and labels.shape == (count, NUM_CLASSES):  # one-hot rows, as Keras' to_categorical gives
+        labels = as_class_indices(labels)
     if labels.shape != (count,) or labels.is_floating_point():
         shape = tuple(labels.shape)
-        raise ValueError(f"labels must be integer class indices of shape ({count},), got {shape} {labels.dtype}")
+        raise ValueError(
+            f"labels must be integer class indices of shape ({count},) or one-hot rows ({count}, {NUM_CLASSES}), "
+            f"got {shape} {labels.dtype}"
+        )
     if labels.min() < 0 or labels.max() >= NUM_CLASSES:
         raise ValueError(f"labels must lie in 0-{NUM_CLASSES - 1}, got {int(labels.min())} to {int(labels.max())}")
     return labels.long().cpu()
@@ -53,25 +42,31 @@ class Evaluator:
 
     ``model`` maps normalised images to logits (an ``MNISTClassifier`` or any such ``nn.Module``).
     ``data`` is an ``MNISTDataModule`` (its test split is used) or an ``(images, labels)`` pair of tensors
-    or numpy arrays: images of shape (N, 28, 28) or (N, 1, 28, 28), uint8 pixels or already normalised floats.
+    or numpy arrays: images (N, 28, 28), (N, 1, 28, 28) or (N, 28, 28, 1) as uint8 pixels (0-255), float pixels
+    (0-1), or normalised floats with ``normalized=True``; labels as class indices or one-hot rows.
     """
 
     def __init__(
-        self, model: nn.Module, data: MNISTDataModule | tuple[ArrayLike, ArrayLike], batch_size: int = 1024
+        self,
+        model: nn.Module,
+        data: MNISTDataModule | tuple[Any, Any],
+        batch_size: int = 1024,
+        normalized: bool = False,
     ) -> None:
         if isinstance(data, MNISTDataModule):
             data.setup("test")
-            data = (data.datasets["test"].images, data.datasets["test"].labels)
+            data, normalized = (data.datasets["test"].images, data.datasets["test"].labels), False
         images, labels = data
-        self.images = _check_images(images)
+        self.images = image_batch(images, normalized)
         self.labels = _check_labels(labels, len(self.images))
         self.model = model
         self.batch_size = batch_size
+        self.normalized = normalized
 
     @cached_property
     def logits(self) -> torch.Tensor:
         """(N, 10) model outputs, computed once in batches on the model's device and kept on the CPU."""
-        return batched_logits(self.model, self.images, self.batch_size)
+        return batched_logits(self.model, self.images, self.batch_size, self.normalized)
 
     @cached_property
     def probabilities(self) -> torch.Tensor:
@@ -140,35 +135,3 @@ class Evaluator:
         images, labels, predictions = self.misclassified_examples(num_examples)
         confidence = self.probabilities[self._mistakes[:num_examples], predictions]
         return plots.misclassified_figure(images, labels, predictions, confidence)
-
-
-def format_summary(metrics: dict[str, float], per_class: pd.DataFrame) -> str:
-    """``evaluate()`` and ``evaluate_per_class()`` as aligned plain-text tables."""
-    width = max(map(len, metrics))
-    lines = [f"{'images':<{width}}  {int(per_class['support'].sum())}"]
-    lines += [f"{name:<{width}}  {value:.4f}" for name, value in metrics.items()]
-    return "\n".join(lines) + "\n\n" + per_class.to_string(float_format="{:.4f}".format)
-
-
-def write_report(
-    evaluator: Evaluator, out_dir: str | os.PathLike[str], history: str | os.PathLike[str] | None = None
-) -> list[Path]:
-    """Write metrics.json, per_class.csv and the confusion-matrix and mistake PNGs to ``out_dir``.
-
-    ``history`` (a run dir or metrics.csv) adds training_history.png. Returns the written paths.
-    """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    metrics = {"num_images": len(evaluator.labels), **evaluator.evaluate()}
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    evaluator.evaluate_per_class().to_csv(out_dir / "per_class.csv")
-    figures = {
-        "confusion_matrix.png": evaluator.plot_confusion_matrix(),
-        "confusion_matrix_normalized.png": evaluator.plot_confusion_matrix(normalize=True),
-        "misclassified.png": evaluator.plot_misclassified(),
-    }
-    if history is not None:
-        figures["training_history.png"] = plots.plot_training_history(history)
-    for name, figure in figures.items():
-        figure.savefig(out_dir / name, dpi=120)
-    return [out_dir / "metrics.json", out_dir / "per_class.csv", *(out_dir / name for name in figures)]

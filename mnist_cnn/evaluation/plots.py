@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Union
 
 import numpy as np
 import pandas as pd
@@ -56,41 +58,64 @@ def misclassified_figure(
     return figure
 
 
+History = Union[Mapping[str, Sequence[float]], pd.DataFrame, str, os.PathLike]
+# Keras' History.history names, as our metrics are named.
+KERAS_NAMES = {"loss": "train_loss", "accuracy": "train_acc", "acc": "train_acc", "val_accuracy": "val_acc"}
+
+
 def _metrics_files(path: Path) -> list[Path]:
+    """A metrics.csv, or those a folder holds: its own, or its loggers' version_*/metrics.csv in order."""
     if path.is_file():
         return [path]
-    files = path.glob("csv/version_*/metrics.csv")
-    return sorted(files, key=lambda file: int(file.parent.name.removeprefix("version_")))
+    if (path / "metrics.csv").is_file():
+        return [path / "metrics.csv"]
+    files = path.glob("**/version_*/metrics.csv")
+    return sorted(files, key=lambda file: (file.parent.parent, int(file.parent.name.removeprefix("version_"))))
 
 
-def read_training_history(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Per-epoch train/val loss and accuracy from one ``metrics.csv``, or from a run dir's
-    ``csv/version_*/metrics.csv`` (one version per (re)start, merged in order; later values win)."""
-    path = Path(path)
+def _read_logs(path: Path) -> pd.DataFrame:
     files = _metrics_files(path)
     if not files:
-        raise FileNotFoundError(f"no training log: {path} is neither a metrics.csv nor holds csv/version_*/metrics.csv")
-    log = pd.concat([pd.read_csv(file) for file in files], ignore_index=True)
+        raise FileNotFoundError(
+            f"no training log: {path} is neither a metrics.csv nor a folder holding one (a CSVLogger's log_dir or "
+            "a run dir with csv/version_*/metrics.csv)"
+        )
+    return pd.concat([pd.read_csv(file) for file in files], ignore_index=True)
+
+
+def read_training_history(history: History) -> pd.DataFrame:
+    """Per-epoch train/val loss and accuracy, indexed by epoch, from any of: a dict of per-epoch lists (Keras'
+    ``history.history``, or ``MNISTClassifier.history``), a DataFrame of the same, a ``metrics.csv``, a
+    CSVLogger's ``log_dir``, or a run dir (its ``csv/version_*/metrics.csv``, one per (re)start, merged in order;
+    later values win)."""
+    if isinstance(history, (str, os.PathLike)):
+        log = _read_logs(Path(history))
+    else:
+        log = pd.DataFrame(history)
+    log = log.rename(columns=KERAS_NAMES)
+    if "epoch" not in log:
+        log.insert(0, "epoch", range(len(log)))
     columns = [column for column in HISTORY_COLUMNS if column in log]
-    if "epoch" not in log or not columns:
-        raise ValueError(f"{', '.join(map(str, files))}: no epoch column or none of {', '.join(HISTORY_COLUMNS)}")
+    if not columns:
+        raise ValueError(f"no {', '.join(HISTORY_COLUMNS)} (or Keras' loss, accuracy, val_loss, val_accuracy) found")
     log = log.dropna(subset=["epoch"]).astype({"epoch": int})
     return log.groupby("epoch")[columns].last().dropna(how="all")  # last() skips the empty cells of other rows
 
 
-def plot_training_history(path: str | os.PathLike[str]) -> Figure:
-    """Loss and accuracy per epoch, train against validation, from a run dir or a ``metrics.csv`` path."""
-    history = read_training_history(path)
+def plot_training_history(history: History) -> Figure:
+    """Loss and accuracy per epoch, train against validation, from any form ``read_training_history`` takes."""
+    table = read_training_history(history)
     figure = Figure(figsize=(11, 4.2), layout="constrained")
     for axes, quantity, label in zip(figure.subplots(1, 2), ("loss", "acc"), ("Cross-entropy loss", "Accuracy")):
         for split, name in (("train", "train"), ("val", "validation")):
-            if f"{split}_{quantity}" in history:
-                series = history[f"{split}_{quantity}"].dropna()
+            if f"{split}_{quantity}" in table:
+                series = table[f"{split}_{quantity}"].dropna()
                 axes.plot(series.index, series.to_numpy(), marker="o", label=name)
         axes.set(xlabel="Epoch", ylabel=label, title=f"{label} per epoch")
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.grid(alpha=0.3)
         if axes.lines:
             axes.legend()
-    figure.suptitle(f"Training history: {Path(path).name}")
+    source = f": {Path(history).name}" if isinstance(history, (str, os.PathLike)) else ""
+    figure.suptitle(f"Training history{source}")
     return figure

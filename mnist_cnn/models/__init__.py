@@ -1,13 +1,7 @@
-"""Architectures, each registered by name on import."""
+"""The architectures, each registered by name on import, and the registry that builds them."""
 
 from mnist_cnn.models import custom_cnn, lenet5, resnet, simple_cnn  # noqa: F401  (registers the models)
-from mnist_cnn.models.registry import (
-    ModelInfo,
-    count_parameters,
-    create_model,
-    get_model_info,
-    list_models,
-    register_model,
-)
+from mnist_cnn.models.layers import count_parameters
+from mnist_cnn.models.registry import create_model, model_description, model_names, register_model
 
-__all__ = ["ModelInfo", "count_parameters", "create_model", "get_model_info", "list_models", "register_model"]
+__all__ = ["count_parameters", "create_model", "model_description", "model_names", "register_model"]

@@ -1,35 +1,22 @@
-"""Model registry and factory, in the shape of timm's: ``@register_model``, ``list_models``, ``create_model``."""
+"""Model registry and factory, in the shape of timm's: ``@register_model``, ``model_names``, ``create_model``.
+
+The registry knows names, classes and one-line descriptions, nothing else; what is shipped for a
+model (weights, measured figures) lives in ``mnist_cnn.weights`` and refers to these names.
+"""
 
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Callable, TypeVar
 
 import torch.nn as nn
-
-from mnist_cnn.pretrained import PretrainedInfo, pretrained_info
 
 InputShape = tuple[int, int, int]
 ModelClass = TypeVar("ModelClass", bound=type[nn.Module])
 
 _MODELS: dict[str, type[nn.Module]] = {}
 _DESCRIPTIONS: dict[str, str] = {}
-_RECIPE_DIR = Path(__file__).resolve().parents[2] / "conf" / "model"
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What the registry knows about one architecture."""
-
-    name: str
-    description: str
-    num_parameters: int
-    input_shape: InputShape
-    num_classes: int
-    default_recipe: dict[str, Any]
-    pretrained: PretrainedInfo | None  # the shipped weights: measured test accuracy, loss, command, ...
 
 
 def register_model(name: str, description: str) -> Callable[[ModelClass], ModelClass]:
@@ -45,19 +32,40 @@ def register_model(name: str, description: str) -> Callable[[ModelClass], ModelC
     return decorator
 
 
-def list_models() -> list[str]:
+def model_names() -> list[str]:
     """Names of all registered architectures, sorted."""
     return sorted(_MODELS)
 
 
+def model_description(name: str) -> str:
+    """The one-line description given at registration."""
+    _model_class(name)
+    return _DESCRIPTIONS[name]
+
+
 def _model_class(name: str) -> type[nn.Module]:
     if name not in _MODELS:
-        raise ValueError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
+        raise ValueError(f"unknown model {name!r}; registered models: {', '.join(model_names())}")
     return _MODELS[name]
 
 
-def create_model(name: str, input_shape: InputShape = (1, 28, 28), num_classes: int = 10, **kwargs: Any) -> nn.Module:
-    """Build a registered architecture; ``kwargs`` are its own options (e.g. ``dropout_rate``)."""
+def channels_first(input_shape: Sequence[int]) -> InputShape:
+    """(C, H, W) from PyTorch's (C, H, W) or Keras' (H, W, C) order, e.g. (28, 28, 1) -> (1, 28, 28)."""
+    shape = tuple(int(size) for size in input_shape)
+    if len(shape) != 3:
+        raise ValueError(f"input_shape must have 3 sizes, (1, 28, 28) or Keras' (28, 28, 1), got {shape}")
+    if shape[-1] in (1, 3) and shape[0] not in (1, 3):
+        return shape[2], shape[0], shape[1]
+    return shape  # type: ignore[return-value]
+
+
+def create_model(
+    name: str, input_shape: Sequence[int] = (1, 28, 28), num_classes: int = 10, **kwargs: Any
+) -> nn.Module:
+    """Build a registered architecture; ``kwargs`` are its own options (e.g. ``dropout_rate``).
+
+    ``input_shape`` may be given in PyTorch's (1, 28, 28) or Keras' (28, 28, 1) order.
+    """
     cls = _model_class(name)
     accepted = set(inspect.signature(cls).parameters) - {"input_shape", "num_classes"}
     unknown = set(kwargs) - accepted
@@ -66,54 +74,4 @@ def create_model(name: str, input_shape: InputShape = (1, 28, 28), num_classes: 
             f"model {name!r} does not accept {', '.join(sorted(unknown))}; "
             f"its options are: {', '.join(sorted(accepted)) or 'none'}"
         )
-    return cls(input_shape=tuple(input_shape), num_classes=num_classes, **kwargs)
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def get_model_info(name: str, input_shape: InputShape = (1, 28, 28), num_classes: int = 10) -> ModelInfo:
-    """Description, measured parameter count, default training recipe and shipped weights of a model."""
-    model = create_model(name, input_shape=input_shape, num_classes=num_classes)
-    return ModelInfo(
-        name=name,
-        description=_DESCRIPTIONS[name],
-        num_parameters=count_parameters(model),
-        input_shape=input_shape,
-        num_classes=num_classes,
-        default_recipe=default_recipe(name),
-        pretrained=pretrained_info(name),
-    )
-
-
-def default_recipe(name: str) -> dict[str, Any]:
-    """The overrides ``model=<name>`` applies on top of ``conf/train.yaml``, as dotted keys.
-
-    Read from ``conf/model/<name>.yaml`` so the recipe has one source of truth; empty when the
-    package is used without its ``conf/`` folder.
-    """
-    from omegaconf import OmegaConf  # local: only needed here
-
-    path = _RECIPE_DIR / f"{name}.yaml"
-    if not path.is_file():
-        return {}
-    tree = OmegaConf.to_container(OmegaConf.load(path))
-    recipe: dict[str, Any] = {}
-    for entry in tree.pop("defaults", None) or []:
-        for group, option in entry.items():
-            recipe[group.removeprefix("override /")] = option
-    recipe.update(_flatten(tree))
-    recipe.pop("model.name", None)
-    return recipe
-
-
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
+    return cls(input_shape=channels_first(input_shape), num_classes=num_classes, **kwargs)

@@ -1,9 +1,11 @@
-"""Hydra multirun: each job records its outcome beside its log; a Hydra callback tabulates the sweep.
+"""Hydra multirun: each job records its outcome in the sweep dir; a Hydra callback tabulates the sweep.
 
-A job that fails (bad value, data error, non-finite metrics, any exception) is recorded as failed and
-returns None (Optuna then marks the trial failed), so the launcher and sweeper go on with the other jobs;
-``SweepSummary`` then writes ``summary.csv`` and ``summary.md`` to the sweep dir, prints the table, and
-exits 1 when a job failed.
+Each job trains in its own run dir (``<checkpoint_root>/<model>/<timestamp>``) and records itself in
+``<sweep dir>/jobs/<job>.json``: as unfinished when it starts, with its result when it ends. A job that fails
+(bad value, data error, non-finite metrics, any exception) is recorded as failed and returns None (Optuna then
+marks the trial failed), so the launcher and sweeper go on with the other jobs; ``SweepSummary`` then writes
+``summary.csv`` and ``summary.md`` to the sweep dir, naming each job's run dir, prints the table, and exits 1
+when a job failed.
 """
 
 from __future__ import annotations
@@ -22,14 +24,15 @@ from typing import Any, Optional
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
-from mnist_cnn.errors import ConfigError, MNISTDataError
+from mnist_cnn.errors import EXIT_SOME_FAILED, ConfigError, TrainingStopped, UserError
 
 log = logging.getLogger(__name__)
 
-RECORD = "job_result.json"
+JOBS = "jobs"  # <sweep dir>/jobs/<job number>.json
 SUMMARY = "summary"  # summary.csv and summary.md in the sweep dir
+UNFINISHED = "the job was killed or never finished"
 
 
 @dataclass
@@ -68,12 +71,24 @@ def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
 
 
+def _record_path(hydra_cfg: DictConfig) -> Path:
+    return Path(hydra_cfg.sweep.dir) / JOBS / f"{hydra_cfg.job.num}.json"
+
+
+def _write(record: JobRecord, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(asdict(record), indent=2))
+
+
 def run_job(cfg: DictConfig, fit: Callable[[DictConfig], Any]) -> float | None:
     """Run one sweep job with ``fit(cfg) -> TrainResult``; record it; return ``cfg.optimized_metric`` or None."""
-    from lightning.fabric.utilities.rank_zero import rank_zero_only  # here: --help does not load Lightning
+    from lightning.fabric.utilities.rank_zero import rank_zero_only  # here: Hydra's callback loads no Lightning
 
     hydra_cfg = HydraConfig.get()
-    record = JobRecord(job=hydra_cfg.job.num, overrides=" ".join(hydra_cfg.overrides.task), status="failed")
+    overrides = " ".join(hydra_cfg.overrides.task)
+    record = JobRecord(job=hydra_cfg.job.num, overrides=overrides, status="failed", error=UNFINISHED)
+    if rank_zero_only.rank == 0:
+        _write(record, _record_path(hydra_cfg))
     start = time.perf_counter()
     value = None
     try:
@@ -86,11 +101,11 @@ def run_job(cfg: DictConfig, fit: Callable[[DictConfig], Any]) -> float | None:
             raise ConfigError(f"optimized_metric={cfg.optimized_metric} was not measured (it needs test=true)")
         value = result.metrics[cfg.optimized_metric]
         log.info(result.summary())
-        record.status = "ok"
+        record.status, record.error = "ok", None
         record.best_val_acc, record.test_acc = (
             _rounded(result.metrics.get(name)) for name in ("best_val_acc", "test_acc")
         )
-    except (ConfigError, MNISTDataError, FloatingPointError) as error:
+    except (UserError, TrainingStopped, FloatingPointError) as error:
         record.error = f"{type(error).__name__}: {error}"
         log.error(f"job {record.job} failed: {error}")
     except Exception as error:  # a job's crash must not end the sweep; its traceback goes to its log
@@ -98,22 +113,13 @@ def run_job(cfg: DictConfig, fit: Callable[[DictConfig], Any]) -> float | None:
         log.exception(f"job {record.job} failed")
     record.wall_s = round(time.perf_counter() - start, 1)
     if rank_zero_only.rank == 0:
-        (Path(hydra_cfg.runtime.output_dir) / RECORD).write_text(json.dumps(asdict(record), indent=2))
+        _write(record, _record_path(hydra_cfg))
     return value
 
 
 def read_records(sweep_dir: Path) -> list[JobRecord]:
-    """Every job's record; a job dir without one (killed, timed out) counts as failed."""
-    records = []
-    for job_dir in sorted({path.parent.parent for path in sweep_dir.glob("**/.hydra/overrides.yaml")}):
-        record_file = job_dir / RECORD
-        if record_file.is_file():
-            records.append(JobRecord(**json.loads(record_file.read_text())))
-            continue
-        overrides = " ".join(OmegaConf.load(job_dir / ".hydra" / "overrides.yaml"))
-        number = int(job_dir.name) if job_dir.name.isdigit() else -1
-        records.append(JobRecord(number, overrides, "failed", error=f"no {RECORD}: the job was killed or never ran"))
-    return records
+    """Every job's record; a job that was killed or timed out keeps its unfinished record and counts as failed."""
+    return [JobRecord(**json.loads(path.read_text())) for path in sorted((sweep_dir / JOBS).glob("*.json"))]
 
 
 def ranked(records: list[JobRecord], metric: str) -> list[JobRecord]:
@@ -157,4 +163,4 @@ class SweepSummary(Callback):
             print(
                 f"error: {failed} of {len(records)} jobs failed (see the error column of {csv_path})", file=sys.stderr
             )
-            sys.exit(1)
+            sys.exit(EXIT_SOME_FAILED)

@@ -13,11 +13,14 @@ from pathlib import Path
 from typing import Union
 
 import numpy as np
+import torch
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
-ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
+from mnist_cnn.data.pixels import SIZE, checked_pixels, image_batch
+
+ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
-SIZE, BOX = 28, 20  # MNIST: a 20×20 box inside a 28×28 field
+BOX = 20  # MNIST: a 20×20 box inside the 28×28 field
 INK_THRESHOLD = 0.2  # a pixel is ink when it is this far (of the full range) from the background
 
 
@@ -43,11 +46,11 @@ def flatten_alpha(image: Image.Image) -> Image.Image:
 def to_mnist(image: ImageInput) -> np.ndarray:
     """A (28, 28) uint8 array of white ink on black, centred like MNIST's digits.
 
-    ``image`` is a file path, a PIL image or an array (H×W grayscale or H×W×3 RGB). A (28, 28) uint8
-    array is taken as already MNIST-formatted and returned unchanged.
+    ``image`` is a file path, a PIL image or an array (H×W grayscale or H×W×3 RGB). A (28, 28) array is
+    taken as already MNIST-formatted (uint8 0-255 or float 0-1 pixels, see ``mnist_cnn.data.pixels``).
     """
-    if isinstance(image, np.ndarray) and image.shape == (SIZE, SIZE) and image.dtype == np.uint8:
-        return image
+    if isinstance(image, (np.ndarray, torch.Tensor)) and tuple(image.shape) == (SIZE, SIZE):
+        return as_uint8(image_batch(image)[0, 0]).numpy()
     pixels = _grayscale_pixels(image)
     ink = _ink(pixels)
     rows, cols = np.nonzero(ink > INK_THRESHOLD)
@@ -57,20 +60,24 @@ def to_mnist(image: ImageInput) -> np.ndarray:
     return _centre_by_mass(_fit_box(crop))
 
 
+def as_uint8(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels as they are; float pixels in [0, 1] scaled to 0-255 and rounded."""
+    return pixels if pixels.dtype == torch.uint8 else pixels.mul(255).round_().to(torch.uint8)
+
+
 def _grayscale_pixels(image: ImageInput) -> np.ndarray:
     if isinstance(image, (str, os.PathLike)):
         image = open_grayscale(Path(image))
     elif isinstance(image, Image.Image):
         image = flatten_alpha(image).convert("L")
     else:
-        array = np.asarray(image)
+        pixels = checked_pixels(torch.as_tensor(np.array(image))).numpy()
+        array = pixels.astype(np.float32) * (255.0 if pixels.dtype != np.uint8 else 1.0)
         if array.ndim == 3 and array.shape[2] in (3, 4):
-            array = array[..., :3] @ np.array([0.299, 0.587, 0.114])  # ITU-R 601 luma, as PIL's "L"
+            array = array[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601 luma, as PIL's "L"
         if array.ndim != 2:
             raise ValueError(f"an image array must be H×W or H×W×3, got shape {array.shape}")
-        if array.dtype != np.uint8 and array.size and array.max() <= 1.0:
-            array = array * 255.0  # floats in [0, 1]
-        return array.astype(np.float32)
+        return array
     return np.asarray(image, dtype=np.float32)
 
 

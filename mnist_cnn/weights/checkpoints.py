@@ -1,22 +1,17 @@
-"""Reading checkpoint files: weights-only, one clear error for every bad file, and a torch-only loader.
-
-Lightning is imported only where a ``MNISTClassifier`` is built, so prediction and export start fast.
-"""
+"""Checkpoint files: weights-only reading with one clear error for every bad file, architecture checks, and a
+Lightning-free loader of the bare network for inference and export."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from mnist_cnn.errors import CheckpointError
 from mnist_cnn.models import create_model
-
-if TYPE_CHECKING:
-    from mnist_cnn.module import MNISTClassifier
 
 # The hyperparameters that fix the shapes of the weights: resuming or loading needs them to agree.
 ARCHITECTURE_KEYS = ("model_name", "model_kwargs", "num_classes", "input_shape")
@@ -39,6 +34,11 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     return checkpoint
 
 
+def is_resumable(checkpoint: dict[str, Any]) -> bool:
+    """Whether ``checkpoint`` holds a training run's state (optimizer, loops), not only weights."""
+    return "optimizer_states" in checkpoint and "loops" in checkpoint
+
+
 def architecture(hparams: dict[str, Any]) -> dict[str, Any]:
     """The shape-defining part of a module's hyperparameters, in a comparable form."""
     missing = [key for key in ARCHITECTURE_KEYS if key not in hparams]
@@ -50,32 +50,22 @@ def architecture(hparams: dict[str, Any]) -> dict[str, Any]:
     return found
 
 
-def check_resumable(path: str | os.PathLike[str], expected: dict[str, Any]) -> None:
-    """Refuse to resume ``path`` into a module whose architecture differs from the checkpoint's."""
+def check_same_architecture(path: str | os.PathLike[str], expected: dict[str, Any], option: str) -> None:
+    """Refuse ``path`` for a module whose architecture differs from the checkpoint's; ``option`` is the setting
+    (``ckpt_path`` or ``weights``) named in the message."""
     saved, wanted = architecture(read_checkpoint(path)["hyper_parameters"]), architecture(expected)
     if saved != wanted:
         differences = ", ".join(
             f"{key}: {saved[key]!r} saved, {wanted[key]!r} asked" for key in saved if saved[key] != wanted[key]
         )
         raise CheckpointError(
-            f"{path} holds a different model ({differences}); resume it with model={saved['model_name']} "
+            f"{option}={path} holds a different model ({differences}); use it with model={saved['model_name']} "
             "and the model options it was trained with"
         )
 
 
-def _cannot_rebuild(path: str | os.PathLike[str], error: Exception) -> CheckpointError:
+def cannot_rebuild(path: str | os.PathLike[str], error: Exception) -> CheckpointError:
     return CheckpointError(f"cannot rebuild the model saved in {path}: {str(error).splitlines()[0]}")
-
-
-def load_classifier(path: str | os.PathLike[str]) -> MNISTClassifier:
-    """The ``MNISTClassifier`` saved in ``path``, on the CPU, or a ``CheckpointError`` saying what is wrong."""
-    from mnist_cnn.module import MNISTClassifier
-
-    read_checkpoint(path)
-    try:
-        return MNISTClassifier.load_from_checkpoint(path, map_location="cpu", weights_only=True)
-    except (ValueError, RuntimeError) as error:  # unknown architecture or options; weights of another shape
-        raise _cannot_rebuild(path, error) from None
 
 
 def load_network(path: str | os.PathLike[str]) -> nn.Module:
@@ -91,5 +81,5 @@ def load_network(path: str | os.PathLike[str]) -> nn.Module:
         network = create_model(saved["model_name"], saved["input_shape"], saved["num_classes"], **saved["model_kwargs"])
         network.load_state_dict(weights)
     except (ValueError, RuntimeError) as error:
-        raise _cannot_rebuild(path, error) from None
+        raise cannot_rebuild(path, error) from None
     return network.eval()

@@ -1,0 +1,108 @@
+"""The LightningDataModule: MNIST held in memory, batches indexed whole and prepared on the training device.
+
+Batches are indexed whole from uint8 tensors (no per-sample ``Dataset``/collate work); they are
+converted, augmented and normalised on the training device in ``on_after_batch_transfer``.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from mnist_cnn.data.augment import random_distortion
+from mnist_cnn.data.files import Split, ensure_mnist, read_test_split, read_train_split
+from mnist_cnn.data.pixels import normalize
+
+
+class TensorBatches(Dataset[Split]):
+    """Images and labels that a DataLoader indexes a whole batch at a time through ``__getitems__``."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> Split:
+        return self.images[index], self.labels[index]
+
+    def __getitems__(self, indices: list[int]) -> Split:
+        index = torch.as_tensor(indices, device=self.images.device)
+        return self.images[index], self.labels[index]
+
+    def to(self, device: torch.device) -> TensorBatches:
+        return TensorBatches(self.images.to(device), self.labels.to(device))
+
+
+def _whole_batch(batch: Split) -> Split:
+    """collate_fn: ``__getitems__`` already returned the batch."""
+    return batch
+
+
+class MNISTDataModule(L.LightningDataModule):
+    """Official MNIST split with a fixed-seed validation set, held in memory (on the GPU when training there).
+
+    ``setup("fit")`` reads the training files only and ``setup("test")`` the test files only.
+    """
+
+    def __init__(
+        self,
+        root: str | None = None,
+        download: bool = True,
+        batch_size: int = 64,
+        eval_batch_size: int = 1024,
+        val_size: int = 5000,
+        split_seed: int = 42,
+        augment: bool = True,
+        rotation_degrees: float = 10.0,
+        shift_fraction: float = 0.1,
+        zoom_fraction: float = 0.1,
+        elastic_alpha: float = 0.0,
+        elastic_sigma: float = 4.0,
+        on_device: bool = True,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.datasets: dict[str, TensorBatches] = {}
+
+    def prepare_data(self) -> None:
+        if self.hparams.download:
+            ensure_mnist(self.hparams.root, download=True)
+
+    def setup(self, stage: str | None = None) -> None:
+        hp = self.hparams
+        if stage in (None, "fit", "validate") and "train" not in self.datasets:
+            train, val = read_train_split(hp.root, hp.val_size, hp.split_seed, download=False)
+            self.datasets.update(train=TensorBatches(*train), val=TensorBatches(*val))
+        if stage in (None, "test", "predict") and "test" not in self.datasets:
+            self.datasets["test"] = TensorBatches(*read_test_split(hp.root, download=False))
+        device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+        if hp.on_device and device.type == "cuda":
+            self.datasets = {name: dataset.to(device) for name, dataset in self.datasets.items()}
+
+    def _loader(self, split: str, shuffle: bool = False) -> DataLoader[Split]:
+        batch_size = self.hparams.batch_size if split == "train" else self.hparams.eval_batch_size
+        return DataLoader(self.datasets[split], batch_size=batch_size, shuffle=shuffle, collate_fn=_whole_batch)
+
+    def train_dataloader(self) -> DataLoader[Split]:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader[Split]:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader[Split]:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader[Split]:
+        return self._loader("test")
+
+    def on_after_batch_transfer(self, batch: Split, dataloader_idx: int) -> Split:
+        images, labels = batch
+        images = images.float().div_(255) if images.dtype == torch.uint8 else images
+        if self.hparams.augment and self.trainer is not None and self.trainer.training:
+            hp = self.hparams
+            images = random_distortion(
+                images, hp.rotation_degrees, hp.shift_fraction, hp.zoom_fraction, hp.elastic_alpha, hp.elastic_sigma
+            )
+        return normalize(images), labels

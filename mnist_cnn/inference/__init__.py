@@ -1,0 +1,1 @@
+"""From a user's image to a prediction: MNIST preprocessing, batched classification, ONNX export."""

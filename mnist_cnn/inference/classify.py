@@ -1,0 +1,78 @@
+"""Classify digit images: MNIST preprocessing of a user's images, batched inference, probabilities, top-k."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from mnist_cnn.data.pixels import SIZE, image_batch, normalize
+from mnist_cnn.inference.images import ImageInput, to_mnist
+
+
+class Predictions(NamedTuple):
+    """``labels`` (N,) predicted digits and ``probabilities`` (N, 10) softmax outputs, as numpy arrays."""
+
+    labels: np.ndarray
+    probabilities: np.ndarray
+
+    def top_k(self, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
+        """(N, k) most probable digits and their probabilities, most probable first."""
+        digits = np.argsort(-self.probabilities, axis=1, kind="stable")[:, :k]
+        return digits, np.take_along_axis(self.probabilities, digits, axis=1)
+
+
+def is_mnist_array(images: Any) -> bool:
+    """Whether ``images`` is an array of MNIST-formatted digits: (28, 28), (N, 28, 28), (N, 1, 28, 28) or
+    (N, 28, 28, 1)."""
+    if not isinstance(images, (np.ndarray, torch.Tensor)):
+        return False
+    shape = tuple(images.shape)
+    return shape[-2:] == (SIZE, SIZE) and len(shape) in (2, 3, 4) or shape[-3:] == (SIZE, SIZE, 1)
+
+
+def predict_images(
+    model: nn.Module, images: ImageInput | Sequence[ImageInput], batch_size: int = 1024, normalized: bool = False
+) -> Predictions:
+    """Classify ``images`` with ``model``.
+
+    An array of MNIST-formatted digits (see ``is_mnist_array``; uint8 0-255 or float 0-1 pixels, or normalised
+    floats with ``normalized=True``) is classified as it is. Anything else, one image or a list of them (file
+    paths, PIL images, H×W or H×W×3 arrays of any size, either polarity), is first preprocessed like MNIST
+    (see ``mnist_cnn.inference.images.to_mnist``).
+    """
+    if is_mnist_array(images):
+        return classify(model, image_batch(images, normalized), batch_size, normalized)
+    image_list = [images] if isinstance(images, (str, os.PathLike, Image.Image, np.ndarray, torch.Tensor)) else images
+    if not image_list:
+        raise ValueError("no images to predict")
+    pixels = torch.from_numpy(np.stack([to_mnist(image) for image in image_list]))
+    return classify(model, pixels.unsqueeze(1), batch_size)
+
+
+@torch.inference_mode()
+def batched_logits(
+    model: nn.Module, images: torch.Tensor, batch_size: int = 1024, normalized: bool = False
+) -> torch.Tensor:
+    """(N, 10) float32 logits on the CPU of (N, 1, 28, 28) pixels (or normalised floats with ``normalized=True``),
+    computed in batches on the model's device in eval mode (the model's own mode is restored)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters(), torch.empty(0)).device
+    try:
+        batches = (batch.to(device) for batch in images.split(batch_size))
+        inputs = (batch.float() if normalized else normalize(batch) for batch in batches)
+        return torch.cat([model(batch).float().cpu() for batch in inputs])
+    finally:
+        model.train(was_training)
+
+
+def classify(model: nn.Module, images: torch.Tensor, batch_size: int = 1024, normalized: bool = False) -> Predictions:
+    """Class probabilities of (N, 1, 28, 28) MNIST-formatted images, in batches on the model's device."""
+    probabilities = batched_logits(model, images, batch_size, normalized).softmax(dim=1).numpy()
+    return Predictions(probabilities.argmax(axis=1), probabilities)

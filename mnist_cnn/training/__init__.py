@@ -1,0 +1,1 @@
+"""Training: the LightningModule, its callbacks, and fitting one configured run or a sweep of them."""
