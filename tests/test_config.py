@@ -11,7 +11,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from mnist_cnn.config import RULES, ExportConfig, PredictConfig, TrainConfig, compose_config, validate
+from mnist_cnn.config import RULES, TrainConfig, compose_config, validate
 from mnist_cnn.errors import ConfigError
 from mnist_cnn.resources import CONF_DIR
 from mnist_cnn.training.run import build_datamodule, build_module, check_components
@@ -105,7 +105,8 @@ def test_bad_values_and_unread_keys_are_refused_by_key(override: str, message: s
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (("+trainer.max_epoch=1",), "trainer.max_epoch is not an argument of lightning.pytorch.Trainer: did you mean max_epochs?"),
+        (("+trainer.max_epoch=1",), "trainer.max_epoch is not an argument of lightning.pytorch.Trainer: "
+         "did you mean max_epochs?"),
         (("+callbacks.early_stopping.patienc=3",), "callbacks.early_stopping.patienc is not an argument of "
          "lightning.pytorch.callbacks.EarlyStopping: did you mean patience?"),
         (("+optimizer.betas=[0.9,0.99]", "optimizer=sgd"), "optimizer.betas is not an argument of torch.optim.SGD"),
@@ -126,7 +127,7 @@ def test_component_arguments_are_checked_against_their_class_before_anything_is_
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 @pytest.mark.parametrize("trainer", ["gpu", "ddp"])
 def test_a_gpu_trainer_without_a_gpu_says_so(trainer: str) -> None:
-    with pytest.raises(ConfigError, match=f"trainer.accelerator=gpu needs a CUDA GPU and PyTorch sees none here"):
+    with pytest.raises(ConfigError, match="trainer.accelerator=gpu needs a CUDA GPU and PyTorch sees none here"):
         check_components(validate(compose_config(f"trainer={trainer}")))
 
 
