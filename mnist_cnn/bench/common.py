@@ -1,0 +1,55 @@
+"""What the benchmarks share: timing that waits for the device, fresh processes, medians."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+
+
+def plain_epoch(
+    model: torch.nn.Module, optimizer: torch.optim.Optimizer, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]
+) -> int:
+    """One pass of the plainest PyTorch training loop over ``batches``; returns the number of images seen."""
+    count = 0
+    for images, labels in batches:
+        loss = F.cross_entropy(model(images), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        count += len(labels)
+    return count
+
+
+def finished(device: torch.device) -> float:
+    """``perf_counter`` once the device's queued work is done (GPU kernels run asynchronously)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def median_run(arguments: list[str], repeats: int, key: str) -> dict[str, float]:
+    """The result with the median ``key`` of ``repeats`` fresh ``python -m mnist_cnn.bench <arguments>`` processes,
+    each printing its result as JSON on its last line (shared machines are noisy; a fresh process has its own peak
+    memory)."""
+    command = [sys.executable, "-m", "mnist_cnn.bench", *arguments]
+    runs = []
+    for _ in range(repeats):
+        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        runs.append(json.loads(output.strip().splitlines()[-1]))
+    return sorted(runs, key=lambda run: run[key])[len(runs) // 2]
+
+
+def wall_seconds(command: list[str], cwd: str, repeats: int) -> float:
+    """Median wall time of ``repeats`` runs of ``command`` (interpreter start and imports included)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        subprocess.run(command, cwd=cwd, check=True, capture_output=True)
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]

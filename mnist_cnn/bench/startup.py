@@ -1,0 +1,44 @@
+"""Start-up and file prediction, timed from the shell: interpreter start and imports included."""
+
+from __future__ import annotations
+
+import csv
+import sys
+import tempfile
+from pathlib import Path
+
+from mnist_cnn.bench.common import wall_seconds
+
+
+def startup(root: str | None, repeats: int) -> dict[str, float]:
+    """Seconds for ``train --help`` and for a one-batch LeNet-5 run (one validation batch, no test), shell to
+    shell: an upper bound of the time to the first training step."""
+    with tempfile.TemporaryDirectory() as work:
+        data = [f"data.root={root}"] if root else []
+        one_batch = ["model=lenet5", "trainer.max_epochs=1", "trainer.limit_train_batches=1", "test=false"]
+        one_batch += ["trainer.limit_val_batches=1", f"checkpoint_root={work}", *data]
+        train = [sys.executable, "-m", "mnist_cnn.train"]
+        return {
+            "help_s": wall_seconds([*train, "--help"], work, repeats),
+            "one_batch_run_s": wall_seconds([*train, *one_batch], work, repeats),
+        }
+
+
+def predict_files(count: int, root: str | None, repeats: int) -> dict[str, float]:
+    """Seconds for ``python -m mnist_cnn.predict`` on ``count`` PNGs of test digits drawn on 300×200 paper."""
+    from mnist_cnn.data.files import read_test_split
+    from mnist_cnn.inference.images import draw_on_paper
+
+    images, labels = read_test_split(root)
+    with tempfile.TemporaryDirectory() as work:
+        folder = Path(work) / "digits"
+        folder.mkdir()
+        for index in range(count):
+            page = draw_on_paper(images[index % len(images), 0].numpy(), (300, 200), 100, (40 + index % 150, 50))
+            page.save(folder / f"{index:05d}_{labels[index % len(labels)]}.png")
+        predict = [sys.executable, "-m", "mnist_cnn.predict", "ckpt_path=simple_cnn"]
+        command = [*predict, f"inputs={folder}", "output=p.csv"]
+        seconds = wall_seconds(command, work, repeats)
+        rows = list(csv.DictReader((Path(work) / "p.csv").read_text().splitlines()))
+    correct = sum(row["digit"] == Path(row["file"]).stem.split("_")[1] for row in rows)
+    return {"files": count, "seconds": seconds, "files_per_s": count / seconds, "accuracy": correct / count}
