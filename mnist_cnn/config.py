@@ -83,6 +83,7 @@ class PredictConfig:
     output: Optional[str] = MISSING
     batch_size: int = MISSING
     top_k: int = MISSING
+    max_pixels: int = MISSING  # a file claiming more pixels is refused from its header, before decoding
 
 
 @dataclass
@@ -159,6 +160,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "optimized_metric": _one_of("best_val_acc", "test_acc"),
     "batch_scale": _POSITIVE,
     "batch_size": _POSITIVE,
+    "max_pixels": _POSITIVE,
     "top_k": (_number(lambda value: 1 <= value <= 10), "a whole number in [1, 10]"),
     "format": _one_of("onnx"),
     "opset": (_number(lambda value: value >= 17), "an ONNX opset >= 17"),

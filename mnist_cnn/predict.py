@@ -78,7 +78,7 @@ def predict_files(config: PredictConfig) -> list[Row]:
             rows.append(Row(str(pattern), error="no such file or folder, and no file matches it as a glob"))
         for path in files:
             try:
-                pixels.append(to_mnist(path))
+                pixels.append(to_mnist(path, config.max_pixels))
             except ValueError as error:
                 rows.append(Row(str(path), error=str(error)))
             else:

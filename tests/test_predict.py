@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import decompression_bomb, run_cli
 from PIL import ImageFilter
 
 from mnist_cnn import Evaluator, MNISTClassifier, read_splits
@@ -105,3 +105,20 @@ def test_predict_images_takes_paths_pil_images_and_arrays(fake_root: Path, tmp_p
     assert len(set(mixed.labels.tolist())) == 1  # one page, three ways in: one answer
     digits, probabilities = mixed.top_k(3)
     assert digits[:, 0].tolist() == mixed.labels.tolist() and (probabilities[:, :-1] >= probabilities[:, 1:]).all()
+
+
+def test_a_decompression_bomb_is_refused_from_its_header_and_the_other_images_still_classified(tmp_path: Path) -> None:
+    (tmp_path / "bomb.png").write_bytes(decompression_bomb())  # 30,000 x 30,000 pixels in under 1 MB
+    assert (tmp_path / "bomb.png").stat().st_size < 1_000_000
+    draw_on_paper(np.eye(28, dtype=np.uint8) * 255, (60, 60), 40, (10, 10), None).save(tmp_path / "good.png")
+    result = run_cli("mnist_cnn.predict", "ckpt_path=lenet5", f"inputs={tmp_path}", "output=out.csv", cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines() == [
+        f"error: {tmp_path / 'bomb.png'}: the image claims 900,000,000 pixels, more than the 50,000,000 allowed "
+        "(max_pixels)"
+    ]
+    rows = (tmp_path / "out.csv").read_text().splitlines()
+    assert rows[2].startswith(f"{tmp_path / 'good.png'},") and rows[2].split(",")[1].isdigit()
+    small = run_cli("mnist_cnn.predict", "ckpt_path=lenet5", f"inputs={tmp_path / 'good.png'}", "max_pixels=100",
+                    cwd=tmp_path)  # fmt: skip
+    assert small.returncode == 1 and "is 60 × 60 pixels, more than the 100 allowed (max_pixels)" in small.stderr

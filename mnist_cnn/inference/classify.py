@@ -12,7 +12,7 @@ from PIL import Image
 from torch import nn
 
 from mnist_cnn.data.pixels import SIZE, image_batch, normalize
-from mnist_cnn.inference.images import ImageInput, to_mnist
+from mnist_cnn.inference.images import MAX_PIXELS, ImageInput, to_mnist
 
 
 class Predictions(NamedTuple):
@@ -37,21 +37,26 @@ def is_mnist_array(images: Any) -> bool:
 
 
 def predict_images(
-    model: nn.Module, images: ImageInput | Sequence[ImageInput], batch_size: int = 1024, normalized: bool = False
+    model: nn.Module,
+    images: ImageInput | Sequence[ImageInput],
+    batch_size: int = 1024,
+    normalized: bool = False,
+    max_pixels: int = MAX_PIXELS,
 ) -> Predictions:
     """Classify ``images`` with ``model``.
 
     An array of MNIST-formatted digits (see ``is_mnist_array``; uint8 0-255 or float 0-1 pixels, or normalised
     floats with ``normalized=True``) is classified as it is. Anything else, one image or a list of them (file
-    paths, PIL images, H×W or H×W×3 arrays of any size, either polarity), is first preprocessed like MNIST
-    (see ``mnist_cnn.inference.images.to_mnist``).
+    paths or bytes, PIL images, H×W or H×W×3 arrays of any size, either polarity), is first preprocessed like
+    MNIST (see ``mnist_cnn.inference.images.to_mnist``; files over ``max_pixels`` are refused from their header).
     """
     if is_mnist_array(images):
         return classify(model, image_batch(images, normalized), batch_size, normalized)
-    image_list = [images] if isinstance(images, (str, os.PathLike, Image.Image, np.ndarray, torch.Tensor)) else images
+    single = (str, os.PathLike, bytes, Image.Image, np.ndarray, torch.Tensor)
+    image_list = [images] if isinstance(images, single) else images
     if not image_list:
         raise ValueError("no images to predict")
-    pixels = torch.from_numpy(np.stack([to_mnist(image) for image in image_list]))
+    pixels = torch.from_numpy(np.stack([to_mnist(image, max_pixels) for image in image_list]))
     return classify(model, pixels.unsqueeze(1), batch_size)
 
 

@@ -8,7 +8,9 @@ Written by hand because torchvision's transforms resize whole images, not the in
 from __future__ import annotations
 
 import glob
+import io
 import os
+import re
 from pathlib import Path
 from typing import Union
 
@@ -18,18 +20,33 @@ from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from mnist_cnn.data.pixels import SIZE, checked_pixels, image_batch
 
-ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray, torch.Tensor]
+ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray, torch.Tensor]  # bytes: an encoded file
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 BOX = 20  # MNIST: a 20×20 box inside the 28×28 field
 INK_THRESHOLD = 0.2  # a pixel is ink when it is this far (of the full range) from the background
+MAX_PIXELS = 50_000_000  # larger than a 48-megapixel photo; a file claiming more is refused from its header
 
 
-def open_grayscale(path: str | os.PathLike[str]) -> Image.Image:
-    """Read an image file as 8-bit grayscale, transparent areas as white paper; ``ValueError`` if unreadable."""
+def open_grayscale(source: str | os.PathLike[str] | bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Read an image file (a path, or its bytes) as 8-bit grayscale, transparent areas as white paper.
+
+    The size is checked from the header before any pixel is decoded: a file of more than ``max_pixels`` (a
+    decompression bomb: a few hundred KB of PNG can claim 30,000 × 30,000 pixels) is refused without the time
+    and memory decoding it would take. ``ValueError`` says what is wrong with a file that is refused or unreadable.
+    """
     try:
-        with Image.open(path) as image:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ValueError(
+                    f"the image is {width:,} × {height:,} pixels, more than the {max_pixels:,} allowed (max_pixels)"
+                )
             image = ImageOps.exif_transpose(image)  # phone photos store their rotation in EXIF
             return flatten_alpha(image).convert("L")
+    except Image.DecompressionBombError as error:  # PIL's own, higher limit: it refuses such files while opening
+        claimed = re.search(r"\((\d+) pixels\)", str(error))
+        count = f"{int(claimed.group(1)):,} pixels" if claimed else "too many pixels"
+        raise ValueError(f"the image claims {count}, more than the {max_pixels:,} allowed (max_pixels)") from None
     except (OSError, UnidentifiedImageError) as error:
         raise ValueError(f"not a readable image file ({type(error).__name__})") from None
 
@@ -43,15 +60,16 @@ def flatten_alpha(image: Image.Image) -> Image.Image:
     return image
 
 
-def to_mnist(image: ImageInput) -> np.ndarray:
+def to_mnist(image: ImageInput, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """A (28, 28) uint8 array of white ink on black, centred like MNIST's digits.
 
-    ``image`` is a file path, a PIL image or an array (H×W grayscale or H×W×3 RGB). A (28, 28) array is
-    taken as already MNIST-formatted (uint8 0-255 or float 0-1 pixels, see ``mnist_cnn.data.pixels``).
+    ``image`` is a file path, the bytes of an image file, a PIL image or an array (H×W grayscale or H×W×3 RGB).
+    A (28, 28) array is taken as already MNIST-formatted (uint8 0-255 or float 0-1 pixels, see
+    ``mnist_cnn.data.pixels``). Files are read with ``open_grayscale``'s ``max_pixels`` limit.
     """
     if isinstance(image, (np.ndarray, torch.Tensor)) and tuple(image.shape) == (SIZE, SIZE):
         return as_uint8(image_batch(image)[0, 0]).numpy()
-    pixels = _grayscale_pixels(image)
+    pixels = _grayscale_pixels(image, max_pixels)
     ink = _ink(pixels)
     rows, cols = np.nonzero(ink > INK_THRESHOLD)
     if len(rows) == 0:
@@ -65,9 +83,9 @@ def as_uint8(pixels: torch.Tensor) -> torch.Tensor:
     return pixels if pixels.dtype == torch.uint8 else pixels.mul(255).round_().to(torch.uint8)
 
 
-def _grayscale_pixels(image: ImageInput) -> np.ndarray:
-    if isinstance(image, (str, os.PathLike)):
-        image = open_grayscale(Path(image))
+def _grayscale_pixels(image: ImageInput, max_pixels: int) -> np.ndarray:
+    if isinstance(image, (str, os.PathLike, bytes)):
+        image = open_grayscale(image if isinstance(image, bytes) else Path(image), max_pixels)
     elif isinstance(image, Image.Image):
         image = flatten_alpha(image).convert("L")
     else:
