@@ -25,7 +25,8 @@ from mnist_cnn.errors import EXIT_BAD_INPUT, EXIT_SOME_FAILED, UserError
 from mnist_cnn.resources import CONF_DIR
 
 Task = Callable[[DictConfig], Any]
-EXTRA_GROUPS = {"hydra/sweeper": "sweep", "hydra/launcher": "sweep"}  # config groups an extra's plugins add
+# Options of Hydra's own groups that the sweep extra's plugins add.
+EXTRA_OPTIONS = {"hydra/sweeper": ("optuna",), "hydra/launcher": ("joblib", "submitit_local", "submitit_slurm")}
 QUIET_LOGGERS = (
     "lightning.pytorch.utilities.rank_zero",  # "GPU available: ...", the LitLogger tip, "Trainer(...) was configured"
     "lightning.pytorch.trainer.connectors.signal_connector",  # "Received SIGTERM": the command says so itself
@@ -56,9 +57,8 @@ def explain(error: Exception) -> str:
     cause = error.__cause__
     if isinstance(error, MissingConfigException):
         group, _, option = (error.missing_cfg_file or "").rpartition("/")
-        if group in EXTRA_GROUPS and not error.options:
-            extra = EXTRA_GROUPS[group]
-            return f'{group}={option} needs the {extra} extra: pip install "mnist_cnn[{extra}]"'
+        if option in EXTRA_OPTIONS.get(group, ()):
+            return f'{group}={option} needs the sweep extra: pip install "mnist_cnn[sweep]"'
         if error.options is not None:
             choices = f"choose one of {', '.join(sorted(error.options))}"
             return f"{group}={option} is not an option: {did_you_mean(option, error.options)} {choices}".replace(

@@ -53,15 +53,31 @@ def real_root() -> Path:
     pytest.skip("real MNIST files not found: set MNIST_DATA_DIR to a folder holding MNIST/raw/")
 
 
-def run_cli(module: str, *overrides: str, cwd: Path, data_root: Path | None = None, timeout: float = 300):
+def run_cli(
+    module: str,
+    *overrides: str,
+    cwd: Path,
+    data_root: Path | None = None,
+    timeout: float = 300,
+    python_args: tuple[str, ...] = ("-m",),
+):
     """Run ``python -m <module> <overrides>`` in ``cwd`` as a user would; returns the CompletedProcess."""
     env = {key: value for key, value in os.environ.items() if key != "MNIST_DATA_DIR"}
     if data_root is not None:
         env["MNIST_DATA_DIR"] = str(data_root)
     return subprocess.run(
-        [sys.executable, "-m", module, *overrides],
+        [sys.executable, *python_args, module, *overrides],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
+
+
+def run_without(module: str, command: str, *overrides: str, cwd: Path, data_root: Path | None = None):
+    """``run_cli(command, *overrides)`` in a process where importing ``module`` fails, as if it were not installed."""
+    code = (
+        f"import runpy, sys; sys.modules[{module!r}] = None; sys.argv = [{command!r}, *sys.argv[1:]]; "
+        f"runpy.run_module({command!r}, run_name='__main__')"
+    )
+    return run_cli("-c", code, *overrides, cwd=cwd, data_root=data_root, python_args=())
 
 
 def decompression_bomb(width: int = 30_000, height: int = 30_000) -> bytes:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
+from conftest import run_cli, run_without
 
 from mnist_cnn import normalize, read_test_split
 from mnist_cnn.weights.checkpoints import load_network
@@ -34,3 +34,11 @@ def test_bad_output_name_is_refused(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "output=model.pt is not allowed: use a file name ending in .onnx" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_without_the_export_extra_it_names_the_install_command(tmp_path: Path) -> None:
+    result = run_without("onnxscript", "mnist_cnn.export", "ckpt_path=simple_cnn", cwd=tmp_path)
+    assert result.returncode == 2 and list(tmp_path.iterdir()) == []
+    assert result.stderr.strip() == (
+        'error: format=onnx needs a package that is not installed (onnxscript): pip install "mnist_cnn[export]"'
+    )

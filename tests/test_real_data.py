@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import run_cli
 
-from mnist_cnn import read_splits
+from mnist_cnn import Evaluator, MNISTClassifier, predict_images, read_splits, read_test_split
 
 pytestmark = pytest.mark.real_data
 
@@ -36,3 +36,26 @@ def test_one_lenet5_epoch_reaches_97_percent(real_root: Path, tmp_path: Path) ->
     assert result.returncode == 0, result.stderr
     test_acc = float(re.search(r"^test_acc\s+([0-9.]+)$", result.stdout, re.MULTILINE).group(1))
     assert test_acc >= 0.97
+
+
+def test_an_image_array_scores_the_same_in_every_form_and_every_api(real_root: Path) -> None:
+    model = MNISTClassifier.from_pretrained("simple_cnn")
+    images, labels = read_test_split(real_root)
+    pixels, labels = images[:2000, 0].numpy(), labels[:2000].numpy()
+    forms = {"uint8": pixels, "float / 255": pixels / 255.0, "(N, 28, 28, 1)": pixels[..., None],
+             "(N, 28, 28, 1) float / 255": pixels[..., None].astype("float32") / 255}  # fmt: skip
+    scores = {}
+    for name, x in forms.items():
+        scores[f"Evaluator, {name}"] = Evaluator(model, (x, labels)).evaluate()["accuracy"]
+        scores[f"predict_images, {name}"] = float((predict_images(model, x).labels == labels).mean())
+        scores[f"predict, {name}"] = float((model.predict(x).argmax(axis=1) == labels).mean())
+    assert len(set(scores.values())) == 1, scores
+    assert next(iter(scores.values())) >= 0.99
+
+
+def test_fine_tuning_the_shipped_lenet5_keeps_its_accuracy(real_root: Path, tmp_path: Path) -> None:
+    tune = ("model=lenet5", "weights=lenet5", "optimizer.lr=0.0001", "trainer.max_epochs=1")
+    result = run_cli("mnist_cnn.train", *tune, "trainer.limit_train_batches=3", cwd=tmp_path, data_root=real_root)
+    assert result.returncode == 0, result.stderr
+    test_acc = float(re.search(r"^test_acc\s+([0-9.]+)$", result.stdout, re.MULTILINE).group(1))
+    assert test_acc >= 0.98

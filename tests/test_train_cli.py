@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import FAKE_TRAIN_IMAGES, run_cli
+from conftest import FAKE_TRAIN_IMAGES, run_cli, run_without
 
 from mnist_cnn import Evaluator, MNISTClassifier, read_test_split
 from mnist_cnn.training.run_dir import new_dir
@@ -65,7 +65,7 @@ def test_each_model_trains_tests_and_keeps_everything_in_one_run_dir(
         "misclassified.png",
         "training_history.png",
     } <= report
-    assert "Traceback" not in result.stderr and "Tip:" not in result.stdout + result.stderr
+    assert result.stderr == "" and "Tip:" not in result.stdout  # quiet: no library tips, warnings or bars
 
 
 def test_components_come_from_yaml_and_every_trainer_argument_from_the_command_line(
@@ -124,6 +124,43 @@ def test_bad_input_is_one_error_line_and_leaves_nothing_behind(
     assert result.returncode == 2
     assert result.stderr.startswith("error:") and message in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("missing", "overrides", "message"),
+    [
+        ("hydra_plugins.hydra_optuna_sweeper", ("hparams_search=optuna",),
+         'error: hydra/sweeper=optuna needs the sweep extra: pip install "mnist_cnn[sweep]"'),
+        ("mlflow", ("logger=mlflow",),
+         'error: logger.mlflow needs a package that is not installed (mlflow): pip install "mnist_cnn[mlflow]"'),
+    ],
+    ids=["sweep", "mlflow"],
+)  # fmt: skip
+def test_a_missing_extra_names_its_install_command(
+    missing: str, overrides: tuple[str, ...], message: str, fake_root: Path, tmp_path: Path
+) -> None:
+    result = run_without(missing, "mnist_cnn.train", *overrides, *QUICK, cwd=tmp_path, data_root=fake_root)
+    assert result.returncode == 2 and result.stderr.strip() == message
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_a_gpu_trainer_on_a_machine_without_one_says_what_to_do(fake_root: Path, tmp_path: Path) -> None:
+    result = run_cli("mnist_cnn.train", "trainer=gpu", *QUICK, cwd=tmp_path, data_root=fake_root)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert (
+        "error: trainer.accelerator=gpu needs a CUDA GPU and PyTorch sees none here: train on the CPU" in result.stderr
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "predict", "export"])
+def test_help_says_what_the_command_does_with_examples(command: str, tmp_path: Path) -> None:
+    result = run_cli(f"mnist_cnn.{command}", "--help", cwd=tmp_path)
+    assert result.returncode == 0 and result.stdout.startswith(f"python -m mnist_cnn.{command} ")
+    assert f"Examples:\n  python -m mnist_cnn.{command} " in result.stdout
+    assert ("optimizer: adam, adamw" in result.stdout) == (command == "train")  # groups only where they apply
     assert list(tmp_path.iterdir()) == []
 
 

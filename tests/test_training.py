@@ -70,22 +70,21 @@ def test_fit_logs_epoch_metrics_for_each_stage_and_keeps_a_history(fake_root: Pa
     assert [line.get_label() for line in figure.axes[1].lines] == ["train", "validation"]
 
 
-def test_accuracy_is_micro_averaged() -> None:
-    model = MNISTClassifier("lenet5")
-    logits = torch.nn.functional.one_hot(torch.tensor([0, 0, 0, 1]), 10).float()
-    model.accuracies["test_acc"].update(logits, torch.tensor([0, 0, 0, 2]))
-    assert model.accuracies["test_acc"].compute()["test_acc"] == pytest.approx(0.75)  # macro would give 0.5
-
-
-def test_loss_is_the_mean_over_images_and_shows_nan() -> None:
+def test_epoch_metrics_are_micro_averaged_means_over_images_and_show_nan() -> None:
     model = MNISTClassifier("lenet5").eval()
     images, labels = torch.randn(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
+    with torch.no_grad():
+        logits = model(images)
     model.test_step((images[:3], labels[:3]), 0)
     model.test_step((images[3:], labels[3:]), 1)  # a short last batch weighs as one image, not as one batch
-    expected = torch.nn.functional.cross_entropy(model(images), labels)
-    torch.testing.assert_close(model.losses["test_loss"].compute(), expected)
+    metrics = model.epoch_metrics("test")
+    torch.testing.assert_close(metrics["test_loss"], torch.nn.functional.cross_entropy(logits, labels))
+    right = (logits.argmax(dim=1) == labels).float().mean()  # micro: the fraction of images right
+    in_top3 = (logits.topk(3).indices == labels[:, None]).any(dim=1).float().mean()
+    torch.testing.assert_close((metrics["test_acc"], metrics["test_top3_acc"]), (right, in_top3))
+    assert model.epoch_metrics("test") == {}  # computed once, then started anew
     model.test_step((torch.full((2, 1, 28, 28), float("nan")), labels[:2]), 2)
-    assert model.losses["test_loss"].compute().isnan()  # not dropped from the mean with a warning
+    assert model.epoch_metrics("test")["test_loss"].isnan()  # not dropped from the mean
 
 
 def test_label_smoothing_softens_the_training_loss_only() -> None:
@@ -95,8 +94,9 @@ def test_label_smoothing_softens_the_training_loss_only() -> None:
     smoothed = model.training_step((images, labels), 0)
     torch.testing.assert_close(smoothed, torch.nn.functional.cross_entropy(logits, labels, label_smoothing=0.2))
     model.validation_step((images, labels), 0)  # judged on the plain loss, comparable across recipes
-    torch.testing.assert_close(model.losses["val_loss"].compute(), torch.nn.functional.cross_entropy(logits, labels))
-    assert not torch.isclose(smoothed, model.losses["val_loss"].compute())
+    val_loss = model.epoch_metrics("val")["val_loss"]
+    torch.testing.assert_close(val_loss, torch.nn.functional.cross_entropy(logits, labels))
+    assert not torch.isclose(smoothed, val_loss)
 
 
 def test_predict_takes_pixels_in_every_form_like_keras_and_forward_says_what_it_takes() -> None:

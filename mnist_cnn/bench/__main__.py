@@ -1,5 +1,6 @@
-"""``python -m mnist_cnn.bench``: training epochs through three pipelines side by side (the default), start-up
-(``--startup``) or predicting files (``--predict-files N``), on this machine. Report ratios, not seconds: the
+"""``python -m mnist_cnn.bench``: training epochs through three pipelines side by side (the default), the
+framework's own cost per step (``--overhead``), start-up (``--startup``) or predicting files (``--predict-files N``),
+on this machine. Report ratios, not seconds: the
 seconds depend on the machine, the ratios measured in one run much less.
 """
 
@@ -12,7 +13,8 @@ from pathlib import Path
 
 import torch
 
-from mnist_cnn.bench import epoch, startup
+from mnist_cnn.bench import epoch, overhead, startup
+from mnist_cnn.cli import quiet_libraries
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -29,20 +31,29 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-inference", action="store_true", help="skip the inference throughput")
     parser.add_argument("--startup", action="store_true", help="only time --help and a one-batch training run")
     parser.add_argument("--predict-files", type=int, default=0, metavar="N", help="only time predicting N files")
+    parser.add_argument("--overhead", action="store_true", help="only time a step of a one-layer model: ours vs plain")
+    parser.add_argument("--profile", action="store_true", help="with --overhead: print where our step's time goes")
     parser.add_argument("--json", default=None, help="also write the results to this file")
     parser.add_argument("--one", nargs=2, metavar=("MODEL", "PIPELINE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    quiet_libraries()
     if args.accelerator == "gpu" and not torch.cuda.is_available():
         parser.error("--accelerator gpu: PyTorch sees no CUDA GPU here; run it on a GPU machine, or drop the option")
 
     if args.one:  # a worker process: measure one thing, print it as JSON
-        result = epoch.one(*args.one, args)
+        what, which = args.one
+        result = overhead.one(which, args) if what == "overhead" else epoch.one(what, which, args)
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         if args.accelerator == "gpu":
             result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
         print(json.dumps(result))
         return
-    if args.startup:
+    if args.overhead and args.profile:
+        overhead.project_step_ms(args.root, profile=True)
+        return
+    if args.overhead:
+        results = overhead.table(args)
+    elif args.startup:
         results = startup.startup(args.root, args.repeats)
         print(f"train --help: {results['help_s']:.2f} s; one-batch training run: {results['one_batch_run_s']:.2f} s")
     elif args.predict_files:

@@ -12,8 +12,6 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchmetrics import MeanMetric, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy
 
 from mnist_cnn.data.pixels import image_batch
 from mnist_cnn.errors import CheckpointError
@@ -37,16 +35,6 @@ FUSED_OPTIMIZERS = ("torch.optim.Adam", "torch.optim.AdamW", "torch.optim.SGD")
 
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or infinite; raised before the step, so no checkpoint holds it."""
-
-
-def _accuracies(num_classes: int, stage: str, top3: bool) -> MetricCollection:
-    """``<stage>_acc`` (micro-averaged: the fraction of images right), plus ``<stage>_top3_acc`` if asked."""
-    metrics = {"acc": MulticlassAccuracy(num_classes, average="micro", validate_args=False)}
-    if top3:
-        metrics["top3_acc"] = MulticlassAccuracy(
-            num_classes, top_k=min(3, num_classes), average="micro", validate_args=False
-        )
-    return MetricCollection(metrics, prefix=f"{stage}_")
 
 
 class MNISTClassifier(L.LightningModule):
@@ -98,15 +86,11 @@ class MNISTClassifier(L.LightningModule):
         self.model = create_model(model_name, input_shape=input_shape, num_classes=num_classes, **(model_kwargs or {}))
         if channels_last:  # NHWC convolutions are faster with oneDNN on CPUs and with cuDNN on GPUs
             self.model = self.model.to(memory_format=torch.channels_last)
-        # ModuleDict keys must not shadow nn.Module methods such as train(), hence the suffixes.
-        # Fed per-image losses, so the plain mean is the per-image mean whatever the batch sizes. "disable":
-        # a NaN loss shows as NaN instead of being dropped with a warning, and no per-step NaN scan (a GPU
-        # sync) runs; it cannot take weights (torchmetrics#3434 replaces them with ones), hence no weights.
-        self.losses = torch.nn.ModuleDict({f"{stage}_loss": MeanMetric(nan_strategy="disable") for stage in STAGES})
-        # Top-3 only where models are judged (val, test): on a CPU it is most of the metrics' per-step cost.
-        self.accuracies = torch.nn.ModuleDict(
-            {f"{stage}_acc": _accuracies(num_classes, stage, top3=stage != "train") for stage in STAGES}
-        )
+        # Each stage's epoch so far, summed on the device with no host sync: [loss sum, right, right in top 3] and
+        # the image count. Written by hand rather than with torchmetrics: its per-update checks cost more than a
+        # small model's whole step, for the same sums. Top-3 only where models are judged (val, test).
+        self._sums: dict[str, torch.Tensor] = {}
+        self._counts: dict[str, int] = {}
         self._epoch_metrics: dict[int, dict[str, float]] = {}
 
     @classmethod
@@ -168,9 +152,28 @@ class MNISTClassifier(L.LightningModule):
         logits = self.model(images)
         smoothing = self.hparams.label_smoothing if stage == "train" else 0.0
         losses = F.cross_entropy(logits, labels, reduction="none", label_smoothing=smoothing)
-        self.losses[f"{stage}_loss"].update(losses.detach())
-        self.accuracies[f"{stage}_acc"].update(logits.detach(), labels)
+        with torch.no_grad():
+            right = logits.argmax(dim=1) == labels
+            if stage == "train":
+                sums = torch.stack((losses.sum(), right.sum(dtype=losses.dtype)))
+            else:
+                top3 = (logits.topk(min(3, logits.shape[1]), dim=1).indices == labels[:, None]).any(dim=1)
+                sums = torch.stack((losses.sum(), right.sum(dtype=losses.dtype), top3.sum(dtype=losses.dtype)))
+            self._sums[stage] = self._sums[stage] + sums if stage in self._sums else sums
+            self._counts[stage] = self._counts.get(stage, 0) + len(labels)
         return losses.mean()
+
+    def epoch_metrics(self, stage: str) -> dict[str, torch.Tensor]:
+        """``<stage>_loss`` (the mean over images), ``<stage>_acc`` (micro: the fraction of images right) and, for
+        val and test, ``<stage>_top3_acc`` of the epoch so far, summed over every process; then starts anew."""
+        if stage not in self._sums:
+            return {}
+        count = torch.tensor([self._counts.pop(stage)], dtype=torch.float32, device=self.device)
+        totals = torch.cat((self._sums.pop(stage), count))
+        if self._trainer is not None:
+            totals = self.trainer.strategy.reduce(totals, reduce_op="sum")
+        names = ("loss", "acc", "top3_acc")[: len(totals) - 1]
+        return {f"{stage}_{name}": value / totals[-1] for name, value in zip(names, totals)}
 
     @property
     def history(self) -> dict[str, list[float]]:
@@ -184,12 +187,11 @@ class MNISTClassifier(L.LightningModule):
         }
 
     def _log_epoch(self, stage: str) -> None:
-        # Computed once per epoch rather than logged from every step: self.log costs about as much as LeNet-5's
-        # forward pass on a CPU. compute() synchronises the metrics across processes under DDP.
-        loss, accuracies = self.losses[f"{stage}_loss"], self.accuracies[f"{stage}_acc"]
-        metrics = {f"{stage}_loss": loss.compute(), **accuracies.compute()}
-        loss.reset()
-        accuracies.reset()
+        # Logged once per epoch rather than from every step: self.log costs about as much as LeNet-5's forward
+        # pass on a CPU. The sums are already over every process; sync_dist only keeps Lightning from warning.
+        metrics = self.epoch_metrics(stage)
+        if not metrics:
+            return
         self.log(f"{stage}_loss", metrics[f"{stage}_loss"], prog_bar=True, sync_dist=True)
         self.log_dict({name: value for name, value in metrics.items() if "_acc" in name}, prog_bar=stage != "train",
                       sync_dist=True)  # fmt: skip

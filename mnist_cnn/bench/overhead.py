@@ -1,0 +1,127 @@
+"""The framework's own cost per training step: this project's path against a plain loop, on a model so small
+(one linear layer) that the arithmetic is near zero and the difference is what the framework adds.
+
+- plain: the in-memory uint8 training tensors, a random order drawn per epoch, each batch indexed, converted,
+  normalised, then forward, cross-entropy, backward and a fused Adam step; nothing else.
+- project: ``MNISTDataModule`` (no augmentation) + ``MNISTClassifier`` under the Trainer that
+  ``python -m mnist_cnn.train`` builds (its callbacks, CSV logger and checkpoints), on the same data and model.
+
+Each measures the mean time of ``STEPS - WARMUP_STEPS`` steps after ``WARMUP_STEPS`` untimed ones, in its own
+fresh process; the report gives the median of ``--repeats`` processes of each, alternating.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import pstats
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mnist_cnn.bench.common import median_run
+from mnist_cnn.config import compose_config, validate
+from mnist_cnn.data.files import read_train_split
+from mnist_cnn.data.pixels import normalize
+from mnist_cnn.models import register_model
+
+BATCH_SIZE = 256
+STEPS, WARMUP_STEPS = 200, 20
+TINY = "bench_linear"
+
+
+@register_model(TINY, "one linear layer: a model whose step costs almost nothing, for timing the framework")
+class Linear(nn.Module):
+    def __init__(self, input_shape: tuple[int, int, int] = (1, 28, 28), num_classes: int = 10) -> None:
+        super().__init__()
+        self.layer = nn.Linear(input_shape[0] * input_shape[1] * input_shape[2], num_classes)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.layer(images.flatten(1))
+
+
+def plain_step_ms(root: str | None) -> float:
+    """Milliseconds per step of the plain loop."""
+    (images, labels), _ = read_train_split(root)
+    torch.manual_seed(0)
+    model = Linear()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4, fused=True)
+    order = torch.randperm(len(labels)).split(BATCH_SIZE)
+    for step, index in enumerate(order[:STEPS]):
+        if step == WARMUP_STEPS:
+            start = time.perf_counter()
+        loss = F.cross_entropy(model(normalize(images[index])), labels[index])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return (time.perf_counter() - start) * 1000 / (STEPS - WARMUP_STEPS)
+
+
+def project_step_ms(root: str | None, profile: bool = False) -> float:
+    """Milliseconds per step of this project's path; with ``profile``, print where the steps' time goes."""
+    import lightning as L  # only in this process: the plain loop's never loads it
+
+    from mnist_cnn.training.callbacks import GracefulInterrupt
+    from mnist_cnn.training.run import build_datamodule, build_module, build_trainer
+
+    class StepClock(L.Callback):
+        def on_train_batch_start(
+            self, trainer: L.Trainer, module: L.LightningModule, batch: object, index: int
+        ) -> None:
+            if index == WARMUP_STEPS:
+                self.start = time.perf_counter()
+                if profile:
+                    self.profiler = cProfile.Profile()
+                    self.profiler.enable()
+            elif index == STEPS:
+                self.seconds = time.perf_counter() - self.start
+                if profile:
+                    self.profiler.disable()
+
+    overrides = ["model=lenet5", "optimizer=adam", "data.augment=false", f"data.batch_size={BATCH_SIZE}", "test=false"]
+    overrides += ["trainer.max_epochs=1", f"trainer.limit_train_batches={STEPS + 1}", "trainer.limit_val_batches=1"]
+    overrides += [
+        "trainer.enable_progress_bar=false",
+        "trainer.enable_model_summary=false",
+        "~callbacks.early_stopping",
+    ]
+    cfg = validate(compose_config(*overrides, *([f"data.root={root}"] if root else [])))
+    cfg.model = {"name": TINY}
+    clock = StepClock()
+    with tempfile.TemporaryDirectory() as run_dir:
+        trainer = build_trainer(cfg, Path(run_dir), Path(run_dir), GracefulInterrupt(Path(run_dir) / "last.ckpt"))
+        trainer.callbacks.insert(0, clock)
+        torch.manual_seed(0)
+        trainer.fit(build_module(cfg), datamodule=build_datamodule(cfg))
+    if profile:
+        report = io.StringIO()
+        pstats.Stats(clock.profiler, stream=report).sort_stats("tottime").print_stats(25)
+        print(report.getvalue())
+    return clock.seconds * 1000 / (STEPS - WARMUP_STEPS)
+
+
+def one(path: str, args: argparse.Namespace) -> dict[str, float]:
+    """What one fresh process measures for ``--one overhead <path>``."""
+    ms = plain_step_ms(args.root) if path == "plain" else project_step_ms(args.root, args.profile)
+    return {"step_ms": ms}
+
+
+def table(args: argparse.Namespace) -> dict[str, float]:
+    """The per-step time of both paths, median of ``args.repeats`` alternating fresh processes each."""
+    runs: dict[str, list[float]] = {"plain": [], "project": []}
+    for _ in range(args.repeats):
+        for path in runs:
+            arguments = ["--one", "overhead", path, *(["--root", args.root] if args.root else [])]
+            runs[path].append(median_run(arguments, 1, "step_ms")["step_ms"])
+    plain, project = (sorted(times)[len(times) // 2] for times in runs.values())
+    print(f"per-step time, batch {BATCH_SIZE}, {torch.get_num_threads()} CPU threads, median of {args.repeats}")
+    print(f"plain loop          {plain:.3f} ms")
+    print(f"mnist_cnn (Trainer) {project:.3f} ms")
+    print(f"difference          {project - plain:.3f} ms; ratio {project / plain:.2f}")
+    return {"plain_ms": plain, "project_ms": project, "difference_ms": project - plain, "ratio": project / plain,
+            "plain_runs": runs["plain"], "project_runs": runs["project"]}  # fmt: skip
