@@ -28,14 +28,14 @@ def test_real_files_match_the_published_figures(real_root: Path) -> None:
     assert pixels.std().item() == pytest.approx(0.3081, abs=1e-4)
 
 
-def test_one_lenet5_epoch_reaches_97_percent(real_root: Path, tmp_path: Path) -> None:
+def test_a_third_of_a_lenet5_epoch_from_scratch_reaches_95_percent(real_root: Path, tmp_path: Path) -> None:
     result = run_cli(
-        "mnist_cnn.train", "model=lenet5", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
+        "mnist_cnn.train", "model=lenet5", "trainer.max_epochs=1", "trainer.limit_train_batches=0.3",
         cwd=tmp_path, data_root=real_root,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     test_acc = float(re.search(r"^test_acc\s+([0-9.]+)$", result.stdout, re.MULTILINE).group(1))
-    assert test_acc >= 0.97
+    assert test_acc >= 0.95
 
 
 def test_an_image_array_scores_the_same_in_every_form_and_every_api(real_root: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -25,35 +26,58 @@ def _sweep(cwd: Path, *overrides: str, data_root: Path):
     return result, summary.parent, list(csv.DictReader(summary.open()))
 
 
-def test_grid_sweep_runs_every_job_and_ranks_the_summary(fake_root: Path, tmp_path: Path) -> None:
-    result, sweep_dir, rows = _sweep(
-        tmp_path, "-m", "model=lenet5,simple_cnn", "optimizer.lr=0.001,0.01", data_root=fake_root
-    )
-    assert result.returncode == 0, result.stderr
-    assert sorted(row["overrides"].split()[0] + " " + row["overrides"].split()[1] for row in rows) == [
-        "model=lenet5 optimizer.lr=0.001", "model=lenet5 optimizer.lr=0.01",
-        "model=simple_cnn optimizer.lr=0.001", "model=simple_cnn optimizer.lr=0.01",
-    ]  # fmt: skip
-    assert {row["status"] for row in rows} == {"ok"} and {row["epochs"] for row in rows} == {"1"}
-    accuracies = [float(row["best_val_acc"]) for row in rows]
-    assert accuracies == sorted(accuracies, reverse=True) and all(row["test_acc"] for row in rows)
-    run_dirs = {Path(row["run_dir"]) for row in rows}  # each job trained in a run dir of its own model
-    assert len(run_dirs) == 4 and all((run_dir / "best.ckpt").is_file() for run_dir in run_dirs)
-    assert {run_dir.parent for run_dir in run_dirs} == {tmp_path / "checkpoints" / m for m in ("lenet5", "simple_cnn")}
-    assert all((run_dir / "train.log").is_file() and (run_dir / ".hydra").is_dir() for run_dir in run_dirs)
+MODELS = ("simple_cnn", "lenet5", "resnet", "custom_cnn")
+
+
+@pytest.fixture(scope="module")
+def grid(fake_root: Path, tmp_path_factory: pytest.TempPathFactory):
+    """One sweep over every model and three learning rates: a good one, one that diverges, one out of range."""
+    cwd = tmp_path_factory.mktemp("grid")
+    result, sweep_dir, rows = _sweep(cwd, "-m", f"model={','.join(MODELS)}", "optimizer.lr=0.002,1e38,-1",
+                                     data_root=fake_root)  # fmt: skip
+    return cwd, result, sweep_dir, {tuple(row["overrides"].split()[:2]): row for row in rows}, rows
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_every_model_trains_tests_and_keeps_everything_in_its_run_dir(model: str, grid) -> None:
+    cwd, _, _, jobs, _ = grid
+    job = jobs[(f"model={model}", "optimizer.lr=0.002")]
+    run_dir = Path(job["run_dir"])
+    assert job["status"] == "ok" and job["epochs"] == "1" and run_dir.parent == cwd / "checkpoints" / model
+    assert {"best.ckpt", "last.ckpt", "result.json", "train.log", ".hydra", "csv", "evaluation"} <= {
+        path.name for path in run_dir.iterdir()
+    }
+    assert torch.load(run_dir / "best.ckpt", weights_only=True)["hyper_parameters"]["model_name"] == model
+    record = json.loads((run_dir / "result.json").read_text())  # what `pretrained publish` reads
+    assert record["command"].startswith(f"python -m mnist_cnn.train model={model} optimizer.lr=0.002 ")
+    assert record["best_checkpoint"] == str(run_dir / "best.ckpt") and record["seed"] == 42
+    assert float(job["test_acc"]) == pytest.approx(record["metrics"]["test_acc"], abs=1e-4)
+    assert (run_dir / "train.log").read_text().rstrip().endswith(f"evaluation report  {run_dir / 'evaluation'}")
+    report = {path.name for path in (run_dir / "evaluation").iterdir()}
+    assert {
+        "metrics.json",
+        "per_class.csv",
+        "confusion_matrix.png",
+        "misclassified.png",
+        "training_history.png",
+    } <= report
+
+
+def test_the_summary_ranks_the_jobs_names_their_run_dirs_and_records_every_failure(grid) -> None:
+    cwd, result, sweep_dir, jobs, rows = grid
+    assert result.returncode == 1 and "error: 8 of 12 jobs failed" in result.stderr  # the sweep went on
+    assert [row["status"] for row in rows] == ["ok"] * 4 + ["failed"] * 8  # best first, then the failures
+    accuracies = [float(row["best_val_acc"]) for row in rows[:4]]
+    assert accuracies == sorted(accuracies, reverse=True)
+    for model in MODELS:
+        diverged, refused = jobs[(f"model={model}", "optimizer.lr=1e+38")], jobs[(f"model={model}", "optimizer.lr=-1")]
+        assert "the training loss is" in diverged["error"] and (Path(diverged["run_dir"]) / "train.log").is_file()
+        assert refused["error"] == "ConfigError: optimizer.lr=-1 is not allowed: use a number > 0"
+        assert refused["run_dir"] == ""  # failed before training: its directory was removed
+        assert len(list((cwd / "checkpoints" / model).iterdir())) == 2  # the good run's and the diverged one's
     markdown = (sweep_dir / "summary.md").read_text()
     assert markdown.startswith("| job | overrides | status | best_val_acc") and markdown in result.stdout
-
-
-def test_a_failed_job_is_recorded_and_the_sweep_goes_on(fake_root: Path, tmp_path: Path) -> None:
-    result, _, rows = _sweep(tmp_path, "-m", "model=lenet5", "optimizer.lr=0.01,1e30,-1", data_root=fake_root)
-    assert result.returncode == 1 and "error: 2 of 3 jobs failed" in result.stderr
-    status = {row["overrides"].split()[1]: row for row in rows}
-    assert status["optimizer.lr=0.01"]["status"] == "ok" and rows[0] is status["optimizer.lr=0.01"]
-    assert status["optimizer.lr=1e+30"]["status"] == "failed" and status["optimizer.lr=1e+30"]["error"]
-    assert status["optimizer.lr=-1"]["error"] == "ConfigError: optimizer.lr=-1 is not allowed: use a number > 0"
-    assert status["optimizer.lr=-1"]["run_dir"] == ""  # the job failed before training: its dir was removed
-    assert len(list((tmp_path / "checkpoints" / "lenet5").iterdir())) == 2
+    assert sorted(path.name for path in (sweep_dir / "jobs").iterdir()) == sorted(f"{job}.json" for job in range(12))
 
 
 def test_optuna_search_tunes_lr_batch_size_dropout_and_weight_decay(fake_root: Path, tmp_path: Path) -> None:

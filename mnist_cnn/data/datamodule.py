@@ -6,9 +6,12 @@ converted, augmented and normalised on the training device in ``on_after_batch_t
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
+
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mnist_cnn.data.augment import random_distortion
 from mnist_cnn.data.files import Split, ensure_mnist, read_test_split, read_train_split
@@ -27,7 +30,7 @@ class TensorBatches(Dataset[Split]):
     def __getitem__(self, index: int) -> Split:
         return self.images[index], self.labels[index]
 
-    def __getitems__(self, indices: list[int]) -> Split:
+    def __getitems__(self, indices: list[int] | torch.Tensor) -> Split:
         index = torch.as_tensor(indices, device=self.images.device)
         return self.images[index], self.labels[index]
 
@@ -38,6 +41,24 @@ class TensorBatches(Dataset[Split]):
 def _whole_batch(batch: Split) -> Split:
     """collate_fn: ``__getitems__`` already returned the batch."""
     return batch
+
+
+class BatchOrder(Sampler[torch.Tensor]):
+    """An epoch's batches as index tensors: one permutation drawn per epoch (from torch's global generator, so a
+    seed or a restored random state replays it), split into batches; no per-index Python work.
+
+    Written by hand because PyTorch's ``BatchSampler`` builds a Python list of ints for every batch.
+    """
+
+    def __init__(self, size: int, batch_size: int, shuffle: bool) -> None:
+        self.size, self.batch_size, self.shuffle = size, batch_size, shuffle
+
+    def __len__(self) -> int:
+        return math.ceil(self.size / self.batch_size)
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        order = torch.randperm(self.size) if self.shuffle else torch.arange(self.size)
+        return iter(order.split(self.batch_size))
 
 
 class MNISTDataModule(L.LightningDataModule):
@@ -83,7 +104,11 @@ class MNISTDataModule(L.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool = False) -> DataLoader[Split]:
         batch_size = self.hparams.batch_size if split == "train" else self.hparams.eval_batch_size
-        return DataLoader(self.datasets[split], batch_size=batch_size, shuffle=shuffle, collate_fn=_whole_batch)
+        dataset = self.datasets[split]
+        if self.trainer is not None and self.trainer.world_size > 1:  # Lightning hands each process its share
+            return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=_whole_batch)
+        order = BatchOrder(len(dataset), batch_size, shuffle)
+        return DataLoader(dataset, batch_sampler=order, collate_fn=_whole_batch)
 
     def train_dataloader(self) -> DataLoader[Split]:
         return self._loader("train", shuffle=True)

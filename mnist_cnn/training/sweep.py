@@ -86,14 +86,15 @@ def run_job(cfg: DictConfig, fit: Callable[[DictConfig], Any]) -> float | None:
 
     hydra_cfg = HydraConfig.get()
     overrides = " ".join(hydra_cfg.overrides.task)
-    record = JobRecord(job=hydra_cfg.job.num, overrides=overrides, status="failed", error=UNFINISHED)
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    record = JobRecord(hydra_cfg.job.num, overrides, "failed", run_dir=str(run_dir), error=UNFINISHED)
     if rank_zero_only.rank == 0:
         _write(record, _record_path(hydra_cfg))
     start = time.perf_counter()
     value = None
     try:
         result = fit(spawn_ddp(cfg))
-        record.epochs, record.run_dir = result.epochs, str(result.run_dir)
+        record.epochs = result.epochs
         bad = {name: metric for name, metric in result.metrics.items() if not math.isfinite(metric)}
         if bad:
             raise FloatingPointError(f"non-finite metrics {bad}: the training diverged")
@@ -112,6 +113,8 @@ def run_job(cfg: DictConfig, fit: Callable[[DictConfig], Any]) -> float | None:
         record.error = f"{type(error).__name__}: {error}"
         log.exception(f"job {record.job} failed")
     record.wall_s = round(time.perf_counter() - start, 1)
+    if not run_dir.is_dir():  # the job failed before training and removed its directory
+        record.run_dir = None
     if rank_zero_only.rank == 0:
         _write(record, _record_path(hydra_cfg))
     return value
