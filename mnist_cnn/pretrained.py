@@ -98,7 +98,8 @@ def publish(run_dir: Path, directory: Path = PRETRAINED_DIR, which: RunCheckpoin
     return info
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m mnist_cnn.pretrained``."""
     parser = argparse.ArgumentParser(prog="python -m mnist_cnn.pretrained", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="print the manifest")
@@ -108,7 +109,11 @@ def main(argv: list[str] | None = None) -> None:
         "--checkpoint", choices=get_args(RunCheckpoint), default="best",
         help="best.ckpt (best validation epoch, the default) or last.ckpt (final epoch)",
     )  # fmt: skip
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
     if args.command == "publish":
         try:
             if not (args.run_dir / "result.json").is_file():

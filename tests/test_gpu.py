@@ -1,4 +1,4 @@
-"""``trainer=gpu`` on a real CUDA GPU: skipped on machines without one (CI has none; run where one is lent)."""
+"""``trainer=gpu`` on a real CUDA GPU: skipped on machines without one (CI has none)."""
 
 from __future__ import annotations
 

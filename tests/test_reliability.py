@@ -26,7 +26,7 @@ QUICK = ("model=lenet5", "trainer.enable_model_summary=false", "data.val_size=10
 
 @pytest.fixture(scope="module")
 def slow_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """1,500 training images: epochs long enough (~1 s) to be interrupted in the middle."""
+    """1,500 training images: epochs long enough to be interrupted in the middle."""
     return write_fake_mnist(tmp_path_factory.mktemp("slow_mnist"), num_train=1_600, num_test=200)
 
 

@@ -17,7 +17,8 @@ from mnist_cnn.bench import epoch, overhead, startup
 from mnist_cnn.cli import quiet_libraries
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m mnist_cnn.bench``."""
     parser = argparse.ArgumentParser(
         prog="python -m mnist_cnn.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -35,6 +36,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", action="store_true", help="with --overhead: print where our step's time goes")
     parser.add_argument("--json", default=None, help="also write the results to this file")
     parser.add_argument("--one", nargs=2, metavar=("MODEL", "PIPELINE"), help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
     args = parser.parse_args(argv)
     quiet_libraries()
     if args.accelerator == "gpu" and not torch.cuda.is_available():

@@ -1,0 +1,201 @@
+"""Every command the documentation shows still works with today's configs and parsers.
+
+Each ``python -m mnist_cnn.<command> ...`` (or ``mnist-<command> ...``) in README.md and docs/*.md, in a shell code
+block or in inline code, is checked in this process: a Hydra command's overrides are composed with
+``compose_config`` and validated as the command would (for ``train``: the model options and every component's
+arguments too); an argparse command's arguments are parsed by its own parser. A sweep (``a=1,2``, ``choice(...)``,
+``interval(...)``) is checked with its first value; a ``<placeholder>`` stands for any string.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import importlib.util
+import re
+import shlex
+from pathlib import Path
+from unittest import mock
+
+import pytest
+import torch
+from conftest import REPO
+from hydra._internal.utils import get_args_parser
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig
+
+from mnist_cnn import list_models
+from mnist_cnn.config import SCHEMAS, compose_config, validate
+from mnist_cnn.resources import CONF_DIR
+
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+COMMAND = re.compile(r"python -m mnist_cnn\.\w+|\bmnist-\w+ +\S")  # a console script's bare name is prose
+SHELL_FENCES = ("", "bash", "sh", "shell", "console")
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.DOTALL | re.MULTILINE)
+INLINE = re.compile(r"`([^`\n]+)`")
+PLACEHOLDER = re.compile(r"<[^<>\s]*>")
+SHELL_OPERATORS = {"|", "||", "&&", ";", ">", ">>", "&"}
+NOT_YET_WRITTEN = {"serve"}  # commands the docs may name before their module exists
+
+
+def documented_commands(path: Path, root: Path = REPO) -> list[tuple[str, str]]:
+    """``(file:line, command line)`` for every command shown in ``path``; a shell line continued with a
+    backslash counts as one line, numbered where it starts."""
+    text = path.read_text()
+    found = []
+
+    def add(offset: int, snippet: str) -> None:
+        if COMMAND.search(snippet):
+            found.append((f"{path.relative_to(root)}:{text.count(chr(10), 0, offset) + 1}", snippet.strip()))
+
+    for fence in FENCE.finditer(text):
+        if fence.group(1) not in SHELL_FENCES:
+            continue
+        offset, start, pending = fence.start(2), fence.start(2), ""
+        for line in fence.group(2).split("\n"):
+            pending += line.removesuffix("\\") + " "
+            if not line.endswith("\\"):
+                add(start, pending.removeprefix("$ "))
+                pending, start = "", offset + len(line) + 1
+            offset += len(line) + 1
+    prose = FENCE.sub(lambda fence: "\n" * fence.group(0).count("\n"), text)  # same line numbers, no fences
+    for code in INLINE.finditer(prose):
+        add(code.start(), code.group(1))
+    return found
+
+
+def command_and_arguments(line: str) -> tuple[str, list[str]]:
+    """``("train", [arguments])`` of the first command on a shell ``line``, placeholders filled in."""
+    tokens = shlex.split(PLACEHOLDER.sub("x", line), comments=True)
+    for index, token in enumerate(tokens):
+        if token == "-m" and index + 1 < len(tokens) and tokens[index + 1].startswith("mnist_cnn."):
+            name, rest = tokens[index + 1].removeprefix("mnist_cnn."), tokens[index + 2 :]
+            break
+        if token.startswith("mnist-"):
+            name, rest = token.removeprefix("mnist-"), tokens[index + 1 :]
+            break
+    else:
+        raise AssertionError(f"no mnist_cnn command in {line!r}")
+    end = next((i for i, token in enumerate(rest) if token in SHELL_OPERATORS), len(rest))
+    return name, rest[:end]
+
+
+def first_choice(override: str) -> str:
+    """``override`` with a sweep replaced by its first value (an interval by its lower end)."""
+    parsed = OverridesParser.create().parse_override(override)
+    if not parsed.is_sweep_override():
+        return override
+    if parsed.is_interval_sweep():
+        value = str(parsed.value().start)
+    else:
+        value = next(iter(parsed.sweep_string_iterator()))
+    return f"{parsed.get_key_element()}={value}"
+
+
+def check_train(cfg: DictConfig) -> None:
+    """What ``train`` checks before it reads any data: the model's options and every component's arguments."""
+    from mnist_cnn.training.components import check_arguments
+    from mnist_cnn.training.module import LIGHTNING_SCHEDULER_KEYS
+    from mnist_cnn.training.run import build_module, check_components
+
+    config = validate(cfg)
+    with mock.patch.object(torch.cuda, "is_available", return_value=True):  # trainer=gpu, shown on a CPU machine
+        check_components(config)
+    build_module(config)  # builds the architecture with its options; refuses optimizer/scheduler targets
+    if config.scheduler:
+        arguments = {key: value for key, value in config.scheduler.items() if key not in LIGHTNING_SCHEDULER_KEYS}
+        check_arguments(arguments, "scheduler", ("optimizer",))
+
+
+@functools.cache  # a command shown on several pages is composed once
+def check_hydra_command(name: str, arguments: tuple[str, ...]) -> None:
+    args = get_args_parser().parse_args(arguments)
+    cfg = compose_config(*map(first_choice, args.overrides), config=name)
+    if args.help or args.hydra_help or args.cfg or args.info:  # only shows things: composing is what it does
+        return
+    if name == "train":
+        check_train(cfg)
+    elif name in SCHEMAS:
+        validate(cfg)
+
+
+def check_argparse_command(name: str, arguments: list[str]) -> None:
+    module = importlib.import_module(f"mnist_cnn.{name}.__main__" if name == "bench" else f"mnist_cnn.{name}")
+    assert hasattr(module, "build_parser"), f"mnist_cnn.{name} has neither conf/{name}.yaml nor build_parser()"
+    try:
+        args = module.build_parser().parse_args(arguments)
+    except SystemExit as exit:
+        assert exit.code == 0, f"python -m mnist_cnn.{name} refuses {shlex.join(arguments)} (see stderr)"
+        return  # --help
+    if name == "bench":
+        unknown = set(args.models.split(",")) - set(list_models())
+        assert not unknown, f"--models names no registered model: {', '.join(sorted(unknown))}"
+        assert set(args.pipelines) <= set("abc"), f"--pipelines {args.pipelines}: only a, b and c exist"
+
+
+def check(line: str) -> None:
+    """Fail unless the command ``line`` shows would be accepted by its command today."""
+    name, arguments = command_and_arguments(line)
+    if importlib.util.find_spec(f"mnist_cnn.{name}") is None:
+        if name in NOT_YET_WRITTEN:
+            pytest.skip(f"mnist_cnn.{name} does not exist yet")
+        raise AssertionError(f"there is no command mnist_cnn.{name}")
+    if (CONF_DIR / f"{name}.yaml").is_file():
+        check_hydra_command(name, tuple(arguments))
+    else:
+        check_argparse_command(name, arguments)
+
+
+COMMANDS = [command for path in DOCS for command in documented_commands(path)]
+
+
+@pytest.mark.parametrize("line", [line for _, line in COMMANDS], ids=[where for where, _ in COMMANDS])
+def test_documented_command_is_accepted(line: str) -> None:
+    check(line)
+
+
+def test_the_readme_shows_every_command() -> None:
+    shown = {command_and_arguments(line)[0] for where, line in COMMANDS if where.startswith("README.md")}
+    assert {"train", "evaluate", "predict", "export", "pretrained", "bench"} <= shown
+    assert len(COMMANDS) >= 50  # the docs pages are read too
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "python -m mnist_cnn.train optimizer.lrr=0.1",  # a key that does not exist
+        "python -m mnist_cnn.train model=lenet5 model.dropout_rate=0.3",  # an option this model lacks
+        "python -m mnist_cnn.train trainer=tpu",  # a group option that does not exist
+        "python -m mnist_cnn.train trainer.gradient_clip=0.5",  # a Trainer argument misspelled
+        "python -m mnist_cnn.train model=resnet model.base_width=0",  # a value the architecture refuses
+        "python -m mnist_cnn.train +callbacks.swa._target_=lightning.pytorch.callbacks.StochasticWeightAveraging "
+        "+callbacks.swa.swa_lr=0.01",  # an argument the callback's class does not take
+        "python -m mnist_cnn.train +scheduler.gama=0.5",  # nor the scheduler's
+        "python -m mnist_cnn.train data.val_size=0",  # refused before training: the checkpoint has nothing to watch
+        "python -m mnist_cnn.train -m optimizer.lr=-1,0.01",  # a sweep is checked with its first value
+        "mnist-train hparams_search=optuna hydra.sweeper.n_trial=5",  # Hydra's own settings too
+        "python -m mnist_cnn.evaluate data.batch_size=64",  # a required value left out
+        "python -m mnist_cnn.predict inputs=a.png top_k=11",
+        "python -m mnist_cnn.bench --modelz lenet5",
+        "python -m mnist_cnn.bench --models lenet6",
+        "python -m mnist_cnn.pretrained publish <run> --checkpoint final",
+        "python -m mnist_cnn.nothing",
+    ],
+)
+def test_a_command_that_no_longer_works_fails_the_check(line: str) -> None:
+    with pytest.raises(Exception):
+        check(line)
+
+
+def test_commands_are_found_in_code_blocks_and_inline_code(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(
+        "Run `python -m mnist_cnn.evaluate ckpt_path=lenet5` or:\n\n```bash\npip install mnist_cnn\n"
+        "MNIST_DATA_DIR=/data python -m mnist_cnn.train -m model=lenet5,resnet \\\n"
+        "    trainer.max_epochs=2  # a sweep\n"
+        "```\n\n```python\nprint('python -m mnist_cnn.train')\n```\n"
+    )
+    (block, inline) = documented_commands(page, root=tmp_path)
+    assert inline == ("page.md:1", "python -m mnist_cnn.evaluate ckpt_path=lenet5")
+    assert block[0] == "page.md:5"
+    assert command_and_arguments(block[1]) == ("train", ["-m", "model=lenet5,resnet", "trainer.max_epochs=2"])
