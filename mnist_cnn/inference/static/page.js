@@ -1,6 +1,7 @@
 // The drawing page: draw on the pad (mouse, pen or touch) or drop/choose an image file; each change is sent
 // to POST /predict and the answer shown: the digit, its probability, the ten probabilities and the 28×28 input.
-// #result's data-state is "idle", "drawing", "waiting" or "done" (the newest request answered).
+// #result's data-state is "idle", "drawing", "waiting" or "done" (the newest request answered); its data-answers
+// counts the answers shown.
 "use strict";
 
 const pad = document.getElementById("pad");
@@ -121,7 +122,12 @@ async function predict({ body, type }) {
 function showError(message) {
   showAnswer(null);
   document.getElementById("error").textContent = message;
+  answered();
+}
+
+function answered() {
   result.dataset.state = "done";
+  result.dataset.answers = Number(result.dataset.answers || 0) + 1;
 }
 
 function showAnswer(prediction) {
@@ -146,7 +152,7 @@ function showAnswer(prediction) {
     image.data.set([value, value, value, 255], 4 * i);
   });
   seen.putImageData(image, 0, 0);
-  if (prediction) result.dataset.state = "done";
+  if (prediction) answered();
 }
 
 async function describeServer() {
