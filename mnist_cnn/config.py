@@ -106,7 +106,7 @@ class ServeConfig:
     host: str = MISSING
     port: int = MISSING
     max_batch_size: int = MISSING  # images in one forward pass, from any number of requests; 1: no batching
-    batch_wait_ms: float = MISSING  # how long the first request of a batch waits for others to join it
+    batch_wait_ms: float = MISSING  # how long the oldest request of a batch may wait for others to join it
     max_upload_mb: float = MISSING
     max_images: int = MISSING
     max_pixels: int = MISSING
