@@ -24,10 +24,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import APIKeyHeader
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
 from mnist_cnn.config import ServeConfig
+from mnist_cnn.inference.api_schema import PREDICT_BODY, ErrorAnswer, PredictAnswer
 from mnist_cnn.inference.backends import Classifier
 from mnist_cnn.inference.batching import DynamicBatcher
 from mnist_cnn.inference.classify import Predictions
@@ -39,68 +39,17 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 SHUTDOWN_GRACE_S = 30  # after SIGTERM, how long requests in flight may take before they are cancelled
 
 
-class Prediction(BaseModel):
-    label: int
-    probability: float
-    probabilities: list[float]
-    top_k: list[tuple[int, float]]
-    input: list[list[int]] | None = None  # with ?include_input=true: the 28×28 pixels the model saw
-
-
-class PredictAnswer(BaseModel):
-    predictions: list[Prediction]  # in the order of the images sent
-
-
-class ErrorAnswer(BaseModel):
-    error: str
-
-
-PREDICT_BODY = {
-    "required": True,
-    "content": {
-        "multipart/form-data": {
-            "schema": {
-                "type": "object",
-                "properties": {"file": {"type": "array", "items": {"type": "string", "format": "binary"}}},
-                "required": ["file"],
-            }
-        },
-        "application/json": {
-            "schema": {
-                "oneOf": [
-                    {
-                        "type": "object",
-                        "properties": {"images": {"type": "array", "items": {"type": "string", "format": "byte"}}},
-                        "required": ["images"],
-                    },
-                    {
-                        "type": "object",
-                        "properties": {
-                            "pixels": {
-                                "type": "array",
-                                "items": {"type": "array", "items": {"type": "array", "items": {"type": "integer"}}},
-                            }
-                        },
-                        "required": ["pixels"],
-                    },
-                ]
-            }
-        },
-    },
-}
-
-
 def answers(pixels: np.ndarray, probabilities: np.ndarray, top_k: int, include_input: bool) -> list[dict[str, Any]]:
     """One JSON object per image: its label, probability, the ten probabilities, the top k (and its pixels)."""
-    rounded = np.round(probabilities.astype(np.float64), 6)
-    digits, ranked = Predictions(rounded.argmax(axis=1), rounded).top_k(top_k)
+    digits, _ = Predictions(probabilities.argmax(axis=1), probabilities).top_k(top_k)
+    rounded = np.round(probabilities.astype(np.float64), 6).tolist()
     predictions = []
-    for index, (row, top_digits, top_probabilities) in enumerate(zip(rounded, digits, ranked)):
+    for index, (row, top_digits) in enumerate(zip(rounded, digits.tolist())):
         prediction = {
-            "label": int(top_digits[0]),
-            "probability": float(top_probabilities[0]),
-            "probabilities": row.tolist(),
-            "top_k": [[int(digit), float(p)] for digit, p in zip(top_digits, top_probabilities)],
+            "label": top_digits[0],
+            "probability": row[top_digits[0]],
+            "probabilities": row,
+            "top_k": [[digit, row[digit]] for digit in top_digits],
         }
         if include_input:
             prediction["input"] = pixels[index].tolist()
