@@ -184,3 +184,14 @@ def test_a_dropped_or_chosen_png_file_is_read(
 
         browser.find_element(By.ID, "file").send_keys(str(tmp_path / f"digit-{chosen.label}.png"))
         assert answer_shown(browser, after=1)[0] == str(chosen.label)
+
+
+def test_an_answer_flagged_uncertain_says_so(browser: WebDriver, server: Server) -> None:
+    browser.get(server.url)
+    flag = browser.find_element(By.ID, "uncertain")
+    shown = []
+    for uncertain in (True, False):  # what the page does with a prediction that carries the flag
+        prediction = {"label": 4, "probability": 0.41, "probabilities": [0.41] + [0.0655] * 9, "uncertain": uncertain}
+        browser.execute_script("showAnswer(arguments[0]);", prediction)
+        shown.append((browser.find_element(By.ID, "digit").text, flag.is_displayed()))
+    assert shown == [("4", True), ("4", False)]
