@@ -37,7 +37,7 @@ MAX_UPLOAD_MB = 2
 @pytest.fixture(scope="module")
 def server() -> Server:
     """The default server (the most accurate shipped model, torch), with an API key and small limits."""
-    env = {**os.environ, "MNIST_CNN_API_KEY": KEY}
+    env = {"MNIST_CNN_API_KEY": KEY}
     with running_server(f"max_images={MAX_IMAGES}", f"max_upload_mb={MAX_UPLOAD_MB}", env=env) as running:
         yield running
 

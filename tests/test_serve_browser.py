@@ -46,7 +46,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
-    with running_server("api_key=null") as running:
+    with running_server() as running:
         yield running
 
 

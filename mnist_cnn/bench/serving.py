@@ -9,6 +9,7 @@ white paper, as the page sends them. Client and server share this machine's core
 from __future__ import annotations
 
 import io
+import os
 import re
 import select
 import signal
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 
 BATCHING = {"on": 64, "off": 1}  # max_batch_size
+API_KEY_VARIABLE = "MNIST_CNN_API_KEY"  # conf/serve.yaml's api_key
 CONCURRENCY = 32
 
 
@@ -44,15 +46,15 @@ class Server:
 
 @contextmanager
 def running_server(*overrides: str, env: dict[str, str] | None = None, timeout: float = 180) -> Iterator[Server]:
-    """Start ``python -m mnist_cnn.serve port=0 <overrides>``, wait until ``/health`` answers, stop it with SIGTERM
-    on exit. ``RuntimeError`` with the server's stderr if it does not come up within ``timeout`` seconds."""
-    import requests
-
+    """Start ``python -m mnist_cnn.serve port=0 <overrides>`` with this environment, less any API key, plus ``env``;
+    wait until ``/health`` answers; stop it with SIGTERM on exit. ``RuntimeError`` with the server's stderr if it
+    does not come up within ``timeout`` seconds."""
+    environment = {key: value for key, value in os.environ.items() if key != API_KEY_VARIABLE} | (env or {})
     with tempfile.TemporaryFile("w+") as errors:
         command = [sys.executable, "-m", "mnist_cnn.serve", "port=0", *overrides]
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True, env=env)
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True, env=environment)
         try:
-            url = _wait_until_up(process, errors, time.monotonic() + timeout, requests)
+            url = _wait_until_up(process, errors, time.monotonic() + timeout)
             yield Server(process, url)
         finally:
             if process.poll() is None:
@@ -64,7 +66,9 @@ def running_server(*overrides: str, env: dict[str, str] | None = None, timeout: 
                     process.wait()
 
 
-def _wait_until_up(process: subprocess.Popen[str], errors: Any, deadline: float, requests: Any) -> str:
+def _wait_until_up(process: subprocess.Popen[str], errors: Any, deadline: float) -> str:
+    import requests
+
     def failed(why: str) -> RuntimeError:
         process.kill()
         errors.seek(0)
@@ -157,7 +161,7 @@ def serve_table(
     rows = []
     for backend in backends:
         for batching, max_batch in BATCHING.items():
-            overrides = (f"ckpt_path={model}", f"backend={backend}", f"max_batch_size={max_batch}", "api_key=null")
+            overrides = (f"ckpt_path={model}", f"backend={backend}", f"max_batch_size={max_batch}")
             with running_server(*overrides) as server:
                 times = latencies(server.url, pngs, latency_requests)
                 rate = images_per_second(server.url, pngs, throughput_requests)
