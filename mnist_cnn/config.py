@@ -96,7 +96,31 @@ class ExportConfig:
     opset: int = MISSING
 
 
-SCHEMAS = {"train": TrainConfig, "evaluate": EvaluateConfig, "predict": PredictConfig, "export": ExportConfig}
+@dataclass
+class ServeConfig:
+    """The root of ``conf/serve.yaml``."""
+
+    ckpt_path: Optional[str] = MISSING  # None: the shipped model with the highest test accuracy
+    backend: str = MISSING
+    threads: int = MISSING  # of the forward pass; the other cores decode images and answer HTTP
+    host: str = MISSING
+    port: int = MISSING
+    max_batch_size: int = MISSING  # images in one forward pass, from any number of requests; 1: no batching
+    batch_wait_ms: float = MISSING  # how long the oldest request of a batch may wait for others to join it
+    max_upload_mb: float = MISSING
+    max_images: int = MISSING
+    max_pixels: int = MISSING
+    top_k: int = MISSING
+    api_key: Optional[str] = MISSING
+
+
+SCHEMAS = {
+    "train": TrainConfig,
+    "evaluate": EvaluateConfig,
+    "predict": PredictConfig,
+    "export": ExportConfig,
+    "serve": ServeConfig,
+}
 for _name, _schema in SCHEMAS.items():
     ConfigStore.instance().store(name=f"{_name}_schema", node=_schema)
 
@@ -164,6 +188,13 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "top_k": (_number(lambda value: 1 <= value <= 10), "a whole number in [1, 10]"),
     "format": _one_of("onnx"),
     "opset": (_number(lambda value: value >= 17), "an ONNX opset >= 17"),
+    "backend": _one_of("torch", "onnx"),
+    "threads": (_number(lambda value: 1 <= value <= 256), "a whole number of threads in [1, 256]"),
+    "port": (_number(lambda value: 0 <= value <= 65535), "a port number in [0, 65535] (0: any free port)"),
+    "max_batch_size": (_number(lambda value: 1 <= value <= 4096), "a whole number in [1, 4096] (1: no batching)"),
+    "batch_wait_ms": (_number(lambda value: 0 <= value <= 1000), "a number of milliseconds in [0, 1000]"),
+    "max_upload_mb": (_number(lambda value: 0 < value <= 1024), "a number of megabytes in (0, 1024]"),
+    "max_images": (_number(lambda value: 1 <= value <= 100_000), "a whole number in [1, 100000]"),
 }
 
 REQUIRED_HINTS = {

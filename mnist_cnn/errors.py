@@ -24,6 +24,8 @@ EXTRAS = {
     "litserve": "serve",
     "fastapi": "serve",
     "uvicorn": "serve",
+    "python_multipart": "serve",
+    "requests": "serve",
     "tensorflow": "keras",
     "keras": "keras",
 }

@@ -8,9 +8,12 @@ import subprocess
 import sys
 import zlib
 from pathlib import Path
+from typing import NamedTuple
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image, ImageDraw, ImageFont
 
 from mnist_cnn.data.files import FILES
 from mnist_cnn.data.idx import write_idx
@@ -42,15 +45,63 @@ def fake_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_fake_mnist(tmp_path_factory.mktemp("fake_mnist"))
 
 
-@pytest.fixture(scope="session")
-def real_root() -> Path:
-    """The real MNIST root ($MNIST_DATA_DIR or ../shared/data beside the repo); skips when absent."""
+def find_real_root() -> Path | None:
+    """The real MNIST root ($MNIST_DATA_DIR or ../shared/data beside the repo), or None when absent."""
     for candidate in (os.environ.get("MNIST_DATA_DIR"), REPO.parent / "shared" / "data"):
         if candidate and all(
             (Path(candidate) / "MNIST" / "raw" / name).is_file() for pair in FILES.values() for name in pair
         ):
             return Path(candidate)
-    pytest.skip("real MNIST files not found: set MNIST_DATA_DIR to a folder holding MNIST/raw/")
+    return None
+
+
+@pytest.fixture(scope="session")
+def real_root() -> Path:
+    """The real MNIST root; skips when absent."""
+    root = find_real_root()
+    if root is None:
+        pytest.skip("real MNIST files not found: set MNIST_DATA_DIR to a folder holding MNIST/raw/")
+    return root
+
+
+class Digit(NamedTuple):
+    pixels: np.ndarray  # (28, 28) uint8, MNIST-formatted
+    png: bytes  # the digit drawn black on 280×280 white paper, as the serve page sends a drawing
+    label: int
+
+
+@pytest.fixture(scope="session")
+def confident_digits() -> list[Digit]:
+    """Digits that the most accurate shipped model classifies right, with probability > 0.99, from their PNG: real
+    test digits when the real MNIST files are present, else the ten digits written in Pillow's default font."""
+    from mnist_cnn.bench.serving import paper_png
+    from mnist_cnn.data.files import read_test_split
+    from mnist_cnn.inference.classify import predict_images
+    from mnist_cnn.inference.images import to_mnist
+    from mnist_cnn.weights.checkpoints import load_network
+    from mnist_cnn.weights.manifest import most_accurate
+    from mnist_cnn.weights.resolve import resolve_checkpoint
+
+    root = find_real_root()
+    if root is not None:
+        images, labels = read_test_split(root)
+        candidates = list(zip(images[:60, 0].numpy(), labels[:60].tolist()))
+    else:
+        font = ImageFont.load_default(size=150)
+        candidates = []
+        for label in range(10):
+            page = Image.new("L", (200, 200), 255)
+            ImageDraw.Draw(page).text((100, 100), str(label), fill=0, font=font, anchor="mm")
+            candidates.append((to_mnist(page), label))
+    pngs = [paper_png(pixels) for pixels, _ in candidates]
+    predictions = predict_images(load_network(resolve_checkpoint(most_accurate())), pngs)
+    return [
+        Digit(pixels, png, label)
+        for (pixels, label), png, answer, probability in zip(
+            candidates, pngs, predictions.labels, predictions.probabilities.max(axis=1)
+        )
+        if answer == label and probability > 0.99
+    ]
 
 
 def run_cli(

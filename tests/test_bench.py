@@ -34,3 +34,21 @@ def test_bench_on_a_gpu_is_refused_clearly_without_one(tmp_path: Path) -> None:
     result = run_cli("mnist_cnn.bench", "--accelerator", "gpu", cwd=tmp_path)
     assert result.returncode == 2
     assert "--accelerator gpu: PyTorch sees no CUDA GPU here" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bench_serve_reports_latency_and_throughput_with_batching_on_and_off(fake_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "serve.json"
+    args = ("--serve", "lenet5", "--backends", "torch", "--root", str(fake_root), "--json", str(out))
+    result = run_cli("mnist_cnn.bench", *args, "--latency-requests", "5", "--throughput-requests", "64", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(out.read_text())
+    assert [(row["backend"], row["batching"], row["max_batch_size"]) for row in rows] == [
+        ("torch", "on", 64),
+        ("torch", "off", 1),
+    ]
+    for row in rows:
+        assert row["model"] == "lenet5" and 0 < row["p50_ms"] <= row["p99_ms"] and row["images_per_s"] > 0
+        assert row["requests"] == 1 + 5 + 64  # the warm-up, concurrency 1, concurrency 32: every one answered
+    assert rows[1]["passes"] == rows[1]["requests"]  # batching off: one forward pass per request
+    assert rows[0]["on/off"] == rows[0]["images_per_s"] / rows[1]["images_per_s"]
+    assert "batching on/off at concurrency 32" in result.stdout

@@ -16,13 +16,13 @@ from mnist_cnn.errors import ConfigError
 from mnist_cnn.resources import CONF_DIR
 from mnist_cnn.training.run import build_datamodule, build_module, check_components
 
-REQUIRED = {"train": (), "predict": ("inputs=digit.png",), "export": ("ckpt_path=model.ckpt",)}
+REQUIRED = {"train": (), "predict": ("inputs=digit.png",), "export": ("ckpt_path=model.ckpt",), "serve": ()}
 
 
 def _config_with(key: str) -> str:
-    """The root config (train, predict or export) that has the dotted ``key``."""
+    """The root config (train, predict, export or serve) that has the dotted ``key``."""
     absent = object()
-    for name in ("train", "predict", "export"):
+    for name in REQUIRED:
         if OmegaConf.select(compose_config(*REQUIRED[name], config=name), key, default=absent) is not absent:
             return name
     raise AssertionError(f"no root config has {key}")

@@ -47,7 +47,7 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return wheel, python
 
 
-def test_the_wheel_carries_every_package_the_configs_and_the_weights(venv: tuple[Path, Path]) -> None:
+def test_the_wheel_carries_every_package_the_configs_the_weights_and_the_serve_page(venv: tuple[Path, Path]) -> None:
     wheel, _ = venv
     names = set(zipfile.ZipFile(wheel).namelist())
     packages = {str(path.relative_to(REPO)) for path in (REPO / "mnist_cnn").rglob("__init__.py")}
@@ -56,6 +56,9 @@ def test_the_wheel_carries_every_package_the_configs_and_the_weights(venv: tuple
     weights = {f"mnist_cnn/checkpoints/pretrained/{path.name}" for path in (REPO / "checkpoints/pretrained").iterdir()
                if path.suffix in (".ckpt", ".json")}  # fmt: skip
     assert configs <= names and weights <= names
+    static = REPO / "mnist_cnn" / "inference" / "static"
+    page = {f"mnist_cnn/inference/static/{path.name}" for path in static.iterdir()}
+    assert len(page) == 3 and page <= names  # index.html, page.js, page.css
 
 
 def test_the_installed_commands_work_from_any_directory(

@@ -1,7 +1,7 @@
 """``python -m mnist_cnn.bench``: training epochs through three pipelines side by side (the default), the
-framework's own cost per step (``--overhead``), start-up (``--startup``) or predicting files (``--predict-files N``),
-on this machine. Report ratios, not seconds: the
-seconds depend on the machine, the ratios measured in one run much less.
+framework's own cost per step (``--overhead``), start-up (``--startup``), predicting files (``--predict-files N``)
+or serving (``--serve [MODEL]``), on this machine. Report ratios, not seconds: the seconds depend on the machine,
+the ratios measured in one run much less.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ from pathlib import Path
 
 import torch
 
-from mnist_cnn.bench import epoch, overhead, startup
+from mnist_cnn.bench import epoch, overhead, serving, startup
 from mnist_cnn.cli import quiet_libraries
+from mnist_cnn.errors import missing_extra
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--predict-files", type=int, default=0, metavar="N", help="only time predicting N files")
     parser.add_argument("--overhead", action="store_true", help="only time a step of a one-layer model: ours vs plain")
     parser.add_argument("--profile", action="store_true", help="with --overhead: print where our step's time goes")
+    parser.add_argument(
+        "--serve", nargs="?", const="simple_cnn", metavar="MODEL", help="only time serving MODEL (default simple_cnn)"
+    )
+    parser.add_argument("--backends", default="torch,onnx", help="with --serve: comma-separated (default: torch,onnx)")
+    parser.add_argument("--latency-requests", type=int, default=300, help="with --serve: requests at concurrency 1")
+    parser.add_argument("--throughput-requests", type=int, default=2000, help="with --serve: requests at 32")
     parser.add_argument("--json", default=None, help="also write the results to this file")
     parser.add_argument("--one", nargs=2, metavar=("MODEL", "PIPELINE"), help=argparse.SUPPRESS)
     return parser
@@ -68,6 +75,13 @@ def main(argv: list[str] | None = None) -> None:
             f"predict {results['files']} PNG files: {results['seconds']:.2f} s ({results['files_per_s']:.0f} files/s), "
             f"accuracy {results['accuracy']:.2%}"
         )
+    elif args.serve:
+        try:
+            import requests  # noqa: F401  (the bench's HTTP client)
+        except ImportError as error:
+            parser.error(str(missing_extra("--serve", error)))
+        backends = args.backends.split(",")
+        results = serving.serve_table(args.serve, backends, args.root, args.latency_requests, args.throughput_requests)
     else:
         results = epoch.table(args)
     if args.json:

@@ -57,6 +57,14 @@ def read_manifest(directory: Path = PRETRAINED_DIR) -> dict[str, PretrainedInfo]
     return {name: PretrainedInfo(**entry) for name, entry in json.loads(path.read_text()).items()}
 
 
+def most_accurate(directory: Path = PRETRAINED_DIR) -> str:
+    """The name of the shipped model with the highest measured test accuracy."""
+    manifest = read_manifest(directory)
+    if not manifest:
+        raise CheckpointError(f"no pretrained weights are shipped in {directory}: name a .ckpt file or a run directory")
+    return max(manifest, key=lambda name: manifest[name].test_acc)
+
+
 def verified_checkpoint(name: str, directory: Path = PRETRAINED_DIR) -> Path:
     """The shipped file of ``name`` after checking its sha256 against the manifest."""
     manifest = read_manifest(directory)
