@@ -28,9 +28,9 @@ def test_real_files_match_the_published_figures(real_root: Path) -> None:
     assert pixels.std().item() == pytest.approx(0.3081, abs=1e-4)
 
 
-def test_a_third_of_a_lenet5_epoch_from_scratch_reaches_95_percent(real_root: Path, tmp_path: Path) -> None:
+def test_half_a_lenet5_epoch_from_scratch_reaches_95_percent(real_root: Path, tmp_path: Path) -> None:
     result = run_cli(
-        "mnist_cnn.train", "model=lenet5", "trainer.max_epochs=1", "trainer.limit_train_batches=0.3",
+        "mnist_cnn.train", "model=lenet5", "trainer.max_epochs=1", "trainer.limit_train_batches=0.5",
         cwd=tmp_path, data_root=real_root,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
