@@ -1,4 +1,4 @@
-"""``python -m mnist_cnn.bench``: training epochs through three pipelines side by side (the default), start-up
+"""``python -m mnist_cnn.bench``: training epochs through several pipelines side by side (the default), start-up
 (``--startup``) or predicting files (``--predict-files N``), on this machine. Report ratios, not seconds: the
 seconds depend on the machine, the ratios measured in one run much less.
 """
@@ -12,7 +12,10 @@ from pathlib import Path
 
 import torch
 
-from mnist_cnn.bench import epoch, startup
+from mnist_cnn.bench import epoch, profile, startup
+from mnist_cnn.bench.keras import require_keras
+from mnist_cnn.cli import fail
+from mnist_cnn.errors import MissingExtraError
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -20,13 +23,20 @@ def main(argv: list[str] | None = None) -> None:
         prog="python -m mnist_cnn.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--models", default="lenet5", help="comma-separated model names (default: lenet5)")
-    parser.add_argument("--pipelines", default="abc", help="which of a, b, c to run (default: abc)")
+    parser.add_argument(
+        "--pipelines", default="abc", help="which of a, b, c, d (Keras), e (c with augmentation) to run (default: abc)"
+    )
     parser.add_argument("--accelerator", choices=("cpu", "gpu"), default="cpu", help="gpu: (c) runs trainer=gpu")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--root", default=None, help="data root (default: $MNIST_DATA_DIR, else ./data)")
     parser.add_argument("--images", type=int, default=55_000, help="training images per epoch (default: all)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per measurement; the median is shown")
+    threads = torch.get_num_threads()
+    parser.add_argument("--threads", type=int, default=threads, help=f"intra-op threads (default: {threads})")
     parser.add_argument("--no-inference", action="store_true", help="skip the inference throughput")
+    parser.add_argument(
+        "--profile", action="store_true", help="only profile (c) and (d) per operator, over --images of training"
+    )
     parser.add_argument("--startup", action="store_true", help="only time --help and a one-batch training run")
     parser.add_argument("--predict-files", type=int, default=0, metavar="N", help="only time predicting N files")
     parser.add_argument("--json", default=None, help="also write the results to this file")
@@ -35,8 +45,26 @@ def main(argv: list[str] | None = None) -> None:
     if args.accelerator == "gpu" and not torch.cuda.is_available():
         parser.error("--accelerator gpu: PyTorch sees no CUDA GPU here; run it on a GPU machine, or drop the option")
 
+    unknown = sorted(set(args.pipelines) - set(epoch.PIPELINES))
+    if unknown:
+        parser.error(f"--pipelines: no pipeline {', '.join(unknown)}; choose from {''.join(epoch.PIPELINES)}")
+    if args.profile and not args.one and not set(args.pipelines) <= set(profile.PROFILED):
+        parser.error(f"--profile covers pipelines {', '.join(profile.PROFILED)}: e.g. --pipelines cd")
+    if "d" in args.pipelines and not (args.one or args.startup or args.predict_files):
+        if args.accelerator == "gpu":
+            parser.error("--pipelines d runs on the CPU only: drop d, or --accelerator gpu")
+        try:
+            require_keras()
+        except MissingExtraError as error:
+            fail(str(error))
+
     if args.one:  # a worker process: measure one thing, print it as JSON
-        result = epoch.one(*args.one, args)
+        model, pipeline = args.one
+        torch.set_num_threads(args.threads)
+        if args.profile:
+            result = profile.profile(model, pipeline, args.batch_size, args.root, args.images, args.threads)
+        else:
+            result = epoch.one(model, pipeline, args)
         result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         if args.accelerator == "gpu":
             result["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
@@ -51,6 +79,8 @@ def main(argv: list[str] | None = None) -> None:
             f"predict {results['files']} PNG files: {results['seconds']:.2f} s ({results['files_per_s']:.0f} files/s), "
             f"accuracy {results['accuracy']:.2%}"
         )
+    elif args.profile:
+        results = profile.table(args)
     else:
         results = epoch.table(args)
     if args.json:
