@@ -10,12 +10,12 @@ import json
 import resource
 from pathlib import Path
 
-import torch
-
-from mnist_cnn.bench import epoch, profile, startup
-from mnist_cnn.bench.keras import require_keras
 from mnist_cnn.cli import fail
 from mnist_cnn.errors import MissingExtraError
+from mnist_cnn.runtime import tune_cpu_process
+
+# The pipelines that are this project's own path: their processes are set up as its commands set theirs up.
+PROJECT_PIPELINES = ("c", "e", "inference")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -31,8 +31,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--root", default=None, help="data root (default: $MNIST_DATA_DIR, else ./data)")
     parser.add_argument("--images", type=int, default=55_000, help="training images per epoch (default: all)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per measurement; the median is shown")
-    threads = torch.get_num_threads()
-    parser.add_argument("--threads", type=int, default=threads, help=f"intra-op threads (default: {threads})")
+    parser.add_argument("--threads", type=int, help="intra-op threads of every pipeline (default: PyTorch's)")
     parser.add_argument("--no-inference", action="store_true", help="skip the inference throughput")
     parser.add_argument(
         "--profile", action="store_true", help="only profile (c) and (d) per operator, over --images of training"
@@ -42,6 +41,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", default=None, help="also write the results to this file")
     parser.add_argument("--one", nargs=2, metavar=("MODEL", "PIPELINE"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.one and args.one[1] in PROJECT_PIPELINES:
+        tune_cpu_process()
+    import torch  # after the settings that must precede it
+
+    from mnist_cnn.bench import epoch, profile, startup
+    from mnist_cnn.bench.keras import require_keras
+
+    args.threads = args.threads or torch.get_num_threads()
     if args.accelerator == "gpu" and not torch.cuda.is_available():
         parser.error("--accelerator gpu: PyTorch sees no CUDA GPU here; run it on a GPU machine, or drop the option")
 

@@ -33,6 +33,19 @@ def finished(device: torch.device) -> float:
     return time.perf_counter()
 
 
+class Stopwatch:
+    """Started on creation: the wall time, once ``device``'s queued work is done, and the CPU time of all this
+    process's threads (on a machine shared with other work, the CPU time shows the work that the wall time
+    hides among the waiting)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.wall, self.cpu = finished(device), time.process_time()
+
+    def read(self) -> dict[str, float]:
+        return {"seconds": finished(self.device) - self.wall, "cpu_seconds": time.process_time() - self.cpu}
+
+
 def alternating_medians(workers: dict[str, list[str]], repeats: int, key: str) -> dict[str, dict[str, float]]:
     """For each named worker, the result with the median ``key`` of ``repeats`` fresh
     ``python -m mnist_cnn.bench <arguments>`` processes, each printing its result as JSON on its last line.

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from mnist_cnn.bench.common import alternating_medians, finished, plain_epoch
+from mnist_cnn.bench.common import Stopwatch, alternating_medians, plain_epoch
 from mnist_cnn.config import TrainConfig, compose_config, validate
 from mnist_cnn.data.files import ensure_mnist, read_splits
 from mnist_cnn.data.pixels import MEAN, STD, normalize
@@ -71,10 +71,10 @@ def project_epoch(
 
     class EpochTimer(L.Callback):  # on the GPU: keeps the second (warm) epoch's time
         def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-            self.start = finished(module.device)
+            self.stopwatch = Stopwatch(module.device)
 
         def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-            self.seconds = finished(module.device) - self.start
+            self.times = self.stopwatch.read()
 
     cfg = project_config(model_name, accelerator, batch_size, root, augment)
     datamodule = build_datamodule(cfg)
@@ -89,7 +89,7 @@ def project_epoch(
     )  # fmt: skip
     trainer.fit(build_module(cfg), datamodule=datamodule)
     seen = min(trainer.num_training_batches * scaled_batch, len(datamodule.datasets["train"]))
-    return {"seconds": timer.seconds, "images": seen, "batch_size": scaled_batch}
+    return {**timer.times, "images": seen, "batch_size": scaled_batch}
 
 
 def run_pipeline(
@@ -112,11 +112,11 @@ def run_pipeline(
         train_images, labels = read_splits(root).train
         train_images, labels = normalize(train_images).to(device), labels.to(device)
         plain_epoch(model, optimizer, [(train_images[:batch_size], labels[:batch_size])] * warmup)
-        start = finished(device)
+        stopwatch = Stopwatch(device)
         order = torch.randperm(len(labels), device=device)[:images]
         batches = ((train_images[i], labels[i]) for i in order.split(batch_size))
         count = plain_epoch(model, optimizer, batches)
-        return {"seconds": finished(device) - start, "images": count, "batch_size": batch_size}
+        return {**stopwatch.read(), "images": count, "batch_size": batch_size}
 
     from torch.utils.data import DataLoader, Subset
     from torchvision import datasets, transforms
@@ -129,9 +129,9 @@ def run_pipeline(
     if warmup:
         images_0, labels_0 = next(iter(loader))
         plain_epoch(model, optimizer, [(images_0.to(device), labels_0.to(device))] * warmup)
-    start = finished(device)
+    stopwatch = Stopwatch(device)
     count = plain_epoch(model, optimizer, ((x.to(device), y.to(device)) for x, y in loader))
-    return {"seconds": finished(device) - start, "images": count, "batch_size": batch_size}
+    return {**stopwatch.read(), "images": count, "batch_size": batch_size}
 
 
 def run_inference(model_name: str, accelerator: str, images: int) -> dict[str, float]:
@@ -163,7 +163,7 @@ def table(args: argparse.Namespace) -> list[dict]:
     results = []
     device = torch.cuda.get_device_name() if args.accelerator == "gpu" else f"{args.threads} CPU threads"
     print(f"one training epoch on {device}, median of {args.repeats} fresh processes per pipeline, taking turns")
-    print(f"{'model':<11} {'pipeline':<32} {'batch':>6} {'epoch s':>8} {'images/s':>9} {'peak MB':>8}")
+    print(f"{'model':<11} {'pipeline':<32} {'batch':>6} {'epoch s':>8} {'CPU s':>7} {'images/s':>9} {'peak MB':>8}")
     for model in args.models.split(","):
         row = {"model": model, "batch_size": args.batch_size, "accelerator": args.accelerator, "device": device}
         workers = {pipeline: worker_arguments(model, pipeline, args) for pipeline in args.pipelines}
@@ -171,7 +171,8 @@ def table(args: argparse.Namespace) -> list[dict]:
             row[pipeline] = measured
             print(
                 f"{model:<11} ({pipeline}) {PIPELINES[pipeline]:<28} {measured['batch_size']:>6} "
-                f"{measured['seconds']:>8.2f} {measured['images'] / measured['seconds']:>9.0f} "
+                f"{measured['seconds']:>8.2f} {measured['cpu_seconds']:>7.2f} "
+                f"{measured['images'] / measured['seconds']:>9.0f} "
                 f"{measured['peak_rss_mb']:>8.0f}"
             )
         for ratio, meaning in RATIOS.items():

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import time
 from typing import Any
 
 import numpy as np
+import torch
 
-from mnist_cnn.data.files import read_splits
+from mnist_cnn.bench.common import Stopwatch
+from mnist_cnn.data.files import read_train_split
 from mnist_cnn.data.pixels import normalize
 from mnist_cnn.errors import missing_extra
 
@@ -113,7 +114,7 @@ def trainable_parameters(model: Any) -> int:
 def training_arrays(root: str | None, images: int) -> tuple[np.ndarray, np.ndarray]:
     """The first ``images`` of the 55,000 training images, normalised float32 (N, 28, 28, 1) as Keras takes them,
     and their labels."""
-    (train_images, labels), _, _ = read_splits(root)
+    (train_images, labels), _ = read_train_split(root)
     return normalize(train_images[:images]).permute(0, 2, 3, 1).contiguous().numpy(), labels[:images].numpy()
 
 
@@ -138,6 +139,6 @@ def keras_epoch(model_name: str, batch_size: int, root: str | None, images: int,
     x, y = training_arrays(root, images)
     warmup = batch_size + len(y) % batch_size  # a full batch, then the epoch's last, smaller one if it has one
     model.fit(x[:warmup], y[:warmup], batch_size=batch_size, epochs=1, verbose=0)
-    start = time.perf_counter()
+    stopwatch = Stopwatch(torch.device("cpu"))
     model.fit(x, y, batch_size=batch_size, epochs=1, shuffle=True, verbose=0)
-    return {"seconds": time.perf_counter() - start, "images": len(y), "batch_size": batch_size}
+    return {**stopwatch.read(), "images": len(y), "batch_size": batch_size}

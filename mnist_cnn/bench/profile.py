@@ -17,6 +17,7 @@ from typing import Any
 
 from mnist_cnn.bench.common import alternating_medians
 from mnist_cnn.bench.epoch import PIPELINES, project_epoch, worker_arguments
+from mnist_cnn.data.files import read_train_split
 
 PROFILED = "cd"
 WARMUP_STEPS = 5  # untimed steps before the profiled ones: first-call allocations, TensorFlow's tracing
@@ -47,6 +48,9 @@ def profile(model_name: str, pipeline: str, batch_size: int, root: str | None, i
     """``{"step_ms": ..., "operators": [[name, calls per step, ms per step], ...]}``, slowest first, for
     ``images // batch_size`` steps after ``WARMUP_STEPS``."""
     steps, warmup = max(1, images // batch_size), WARMUP_STEPS
+    available = len(read_train_split(root)[0][1])
+    if available < (warmup + steps) * batch_size:
+        raise ValueError(f"--profile needs {(warmup + steps) * batch_size} training images, the data has {available}")
     if pipeline == "c":
         seconds, calls, total_us = _torch_operators(model_name, batch_size, root, steps, warmup)
     elif pipeline == "d":
