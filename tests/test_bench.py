@@ -1,13 +1,18 @@
-"""The benchmark runs end to end in a tiny mode (no timing is asserted: machines are noisy)."""
+"""The benchmark runs end to end in a tiny mode (no timing is asserted: machines are noisy); pipeline (d) and the
+profile only where the keras extra is installed."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 from conftest import run_cli, write_fake_mnist
+
+from mnist_cnn.models import count_parameters, create_model, model_names
 
 
 def test_bench_compares_the_three_pipelines_and_writes_json(tmp_path: Path) -> None:
@@ -52,3 +57,57 @@ def test_bench_serve_reports_latency_and_throughput_with_batching_on_and_off(fak
     assert rows[1]["passes"] == rows[1]["requests"]  # batching off: one forward pass per request
     assert rows[0]["on/off"] == rows[0]["images_per_s"] / rows[1]["images_per_s"]
     assert "batching on/off at concurrency 32" in result.stdout
+
+
+def test_bench_without_the_keras_extra_names_the_install_command(tmp_path: Path) -> None:
+    hide = "import sys; sys.modules['tensorflow'] = None; from mnist_cnn.bench.__main__ import main; main()"
+    result = subprocess.run(
+        [sys.executable, "-c", hide, "--pipelines", "cd"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "error: the bench's pipeline (d), Keras on TensorFlow needs a package that is not installed (tensorflow): "
+        'pip install "mnist_cnn[keras]"'
+    ]
+
+
+def test_keras_models_have_the_layers_and_parameter_counts_of_ours() -> None:
+    pytest.importorskip("keras", reason='needs the keras extra: pip install "mnist_cnn[keras]"')
+    from mnist_cnn.bench.keras import build, import_keras, trainable_parameters
+
+    keras = import_keras(threads=1)
+    for name in model_names():
+        model = build(name, keras)
+        assert trainable_parameters(model) == count_parameters(create_model(name)), name
+        assert model.output_shape == (None, 10) and model.input_shape == (None, 28, 28, 1)
+
+
+def test_bench_compares_this_project_with_keras_and_reports_augmentation_cost(tmp_path: Path) -> None:
+    pytest.importorskip("keras", reason='needs the keras extra: pip install "mnist_cnn[keras]"')
+    root = write_fake_mnist(tmp_path / "data", num_train=5_300)
+    out = tmp_path / "bench.json"
+    args = ("--root", str(root), "--pipelines", "cde", "--images", "128", "--batch-size", "64", "--repeats", "1")
+    result = run_cli("mnist_cnn.bench", *args, "--threads", "1", "--no-inference", "--json", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (row,) = json.loads(out.read_text())
+    for pipeline in "cde":
+        assert row[pipeline]["images"] == 128 and row[pipeline]["batch_size"] == 64 and row[pipeline]["seconds"] > 0
+    assert row["c/d"] == row["c"]["seconds"] / row["d"]["seconds"]
+    assert row["e/c"] == row["e"]["seconds"] / row["c"]["seconds"]
+    assert "ratio (c)/(d) = " in result.stdout and "(the cost of augmentation)" in result.stdout
+
+
+def test_profile_lists_the_operators_of_both_stacks(tmp_path: Path) -> None:
+    pytest.importorskip("keras", reason='needs the keras extra: pip install "mnist_cnn[keras]"')
+    root = write_fake_mnist(tmp_path / "data", num_train=5_300)
+    out = tmp_path / "profile.json"
+    args = ("--profile", "--root", str(root), "--pipelines", "cd", "--images", "64", "--batch-size", "32")
+    result = run_cli("mnist_cnn.bench", *args, "--repeats", "1", "--threads", "1", "--json", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (row,) = json.loads(out.read_text())
+    operators = {pipeline: {name: ms for name, _, ms in row[pipeline]["operators"]} for pipeline in "cd"}
+    assert sum(name.startswith("aten::") for name in operators["c"]) >= 10  # PyTorch's operators by name
+    assert any("Conv2D" in name for name in operators["d"])  # TensorFlow's
+    for pipeline in "cd":
+        assert sum(operators[pipeline].values()) == pytest.approx(row[pipeline]["step_ms"])
+        assert all(ms >= 0 for name, ms in operators[pipeline].items() if name != "(outside operators)")

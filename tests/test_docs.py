@@ -129,7 +129,9 @@ def check_argparse_command(name: str, arguments: list[str]) -> None:
     if name == "bench":
         unknown = set(args.models.split(",")) - set(list_models())
         assert not unknown, f"--models names no registered model: {', '.join(sorted(unknown))}"
-        assert set(args.pipelines) <= set("abc"), f"--pipelines {args.pipelines}: only a, b and c exist"
+        from mnist_cnn.bench.epoch import PIPELINES
+
+        assert set(args.pipelines) <= set(PIPELINES), f"--pipelines {args.pipelines}: only {''.join(PIPELINES)} exist"
 
 
 def check(line: str) -> None:

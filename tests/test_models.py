@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import copy
+from pathlib import Path
+
 import pytest
 import torch
+import torch.nn as nn
 
-from mnist_cnn import get_model_info, list_models
+from mnist_cnn import get_model_info, list_models, read_test_split
+from mnist_cnn.data.pixels import normalize
 from mnist_cnn.models import count_parameters, create_model, model_names, register_model
-from mnist_cnn.weights.manifest import read_manifest
+from mnist_cnn.models.layers import AvgPool2d, Flatten
+from mnist_cnn.weights.checkpoints import load_network, read_checkpoint
+from mnist_cnn.weights.manifest import read_manifest, verified_checkpoint
 
 EXPECTED_PARAMETERS = {"simple_cnn": 225_034, "lenet5": 61_706, "custom_cnn": 288_298, "resnet": 1_197_472}
 
@@ -91,3 +98,75 @@ def test_bad_model_requests_are_refused_clearly(name: str, kwargs: dict, message
 def test_register_model_refuses_a_duplicate_name() -> None:
     with pytest.raises(ValueError, match="already registered"):
         register_model("lenet5", "again")(torch.nn.Identity)
+
+
+def textbook(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` built from PyTorch's own layers in the order the architectures are described in
+    (activation, then max-pooling): what the fast formulations must equal."""
+    reference = copy.deepcopy(model)
+    for sequence in [module for module in reference.modules() if isinstance(module, nn.Sequential)]:
+        layers = [nn.Flatten() if isinstance(layer, Flatten) else layer for layer in sequence]
+        layers = [nn.AvgPool2d(2) if isinstance(layer, AvgPool2d) else layer for layer in layers]
+        for index in range(len(layers) - 1):
+            if isinstance(layers[index], nn.MaxPool2d) and isinstance(layers[index + 1], (nn.ReLU, nn.LeakyReLU)):
+                layers[index], layers[index + 1] = layers[index + 1], layers[index]
+        for index, layer in enumerate(layers):
+            sequence[index] = layer
+    return reference
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_PARAMETERS))
+def test_models_train_like_their_textbook_formulation(name: str) -> None:
+    """Same logits and same gradients, in channels-last as MNISTClassifier runs them (where dropout draws its
+    masks in memory order), with the same dropout masks."""
+    torch.manual_seed(0)
+    model = create_model(name).to(memory_format=torch.channels_last)
+    reference = textbook(model)
+    assert any(type(a) is not type(b) for a, b in zip(model.modules(), reference.modules()))  # it is another net
+    images, labels = torch.randn(16, 1, 28, 28), torch.arange(16) % 10
+    outputs = {}
+    for key, network in (("fast", model), ("textbook", reference)):
+        torch.manual_seed(1)  # the same dropout masks
+        logits = network(images)
+        torch.nn.functional.cross_entropy(logits, labels).backward()
+        outputs[key] = (logits, {n: p.grad for n, p in network.named_parameters()})
+    torch.testing.assert_close(outputs["fast"][0], outputs["textbook"][0], atol=1e-5, rtol=1e-5)
+    assert outputs["fast"][1].keys() == outputs["textbook"][1].keys()
+    for parameter, grad in outputs["fast"][1].items():
+        torch.testing.assert_close(grad, outputs["textbook"][1][parameter], atol=1e-5, rtol=1e-4, msg=parameter)
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("name", sorted(EXPECTED_PARAMETERS))
+def test_shipped_weights_load_and_give_the_textbook_logits_on_real_digits(name: str, real_root: Path) -> None:
+    path = verified_checkpoint(name)
+    saved = {key.removeprefix("model.") for key in read_checkpoint(path)["state_dict"]}
+    network = load_network(path).to(memory_format=torch.channels_last)  # strict loading: every key matches
+    assert set(network.state_dict()) == saved
+    images, labels = read_test_split(real_root, download=False)
+    images = normalize(images[:2000])
+    with torch.no_grad():
+        logits, expected = network(images), textbook(network)(images)
+    torch.testing.assert_close(logits, expected, atol=1e-5, rtol=0)
+    assert (logits.argmax(1) == labels[:2000]).float().mean() > 0.98
+
+
+def test_flatten_sends_the_gradient_back_in_the_layout_of_its_input() -> None:
+    features = torch.randn(4, 8, 5, 5).to(memory_format=torch.channels_last).requires_grad_()
+    flat = Flatten()(features)
+    assert torch.equal(flat, features.flatten(1))
+    flat.backward(torch.arange(flat.numel(), dtype=torch.float32).view_as(flat))
+    assert features.grad.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(features.grad, torch.arange(flat.numel(), dtype=torch.float32).view(4, 8, 5, 5))
+
+
+@pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
+@pytest.mark.parametrize("size", [(10, 10), (28, 28), (7, 9)])
+def test_avg_pool_matches_pytorch_and_keeps_the_layout(layout: torch.memory_format, size: tuple[int, int]) -> None:
+    images = torch.randn(3, 6, *size).to(memory_format=layout).requires_grad_()
+    pooled, expected = AvgPool2d(2)(images), nn.AvgPool2d(2)(images)
+    torch.testing.assert_close(pooled, expected, atol=1e-6, rtol=0)
+    assert pooled.is_contiguous(memory_format=layout)
+    (grad,) = torch.autograd.grad(pooled, images, torch.ones_like(pooled))
+    (expected_grad,) = torch.autograd.grad(expected, images, torch.ones_like(expected))
+    assert torch.equal(grad, expected_grad) and grad.is_contiguous(memory_format=layout)

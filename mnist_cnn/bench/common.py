@@ -33,16 +33,33 @@ def finished(device: torch.device) -> float:
     return time.perf_counter()
 
 
-def median_run(arguments: list[str], repeats: int, key: str) -> dict[str, float]:
-    """The result with the median ``key`` of ``repeats`` fresh ``python -m mnist_cnn.bench <arguments>`` processes,
-    each printing its result as JSON on its last line (shared machines are noisy; a fresh process has its own peak
-    memory)."""
-    command = [sys.executable, "-m", "mnist_cnn.bench", *arguments]
-    runs = []
+class Stopwatch:
+    """Started on creation: the wall time, once ``device``'s queued work is done, and the CPU time of all this
+    process's threads (on a machine shared with other work, the CPU time shows the work that the wall time
+    hides among the waiting)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.wall, self.cpu = finished(device), time.process_time()
+
+    def read(self) -> dict[str, float]:
+        return {"seconds": finished(self.device) - self.wall, "cpu_seconds": time.process_time() - self.cpu}
+
+
+def alternating_medians(workers: dict[str, list[str]], repeats: int, key: str) -> dict[str, dict[str, float]]:
+    """For each named worker, the result with the median ``key`` of ``repeats`` fresh
+    ``python -m mnist_cnn.bench <arguments>`` processes, each printing its result as JSON on its last line.
+
+    The workers take turns, round after round (a, b, a, b, ...), so that a slow spell of a shared machine
+    falls on all of them alike; a fresh process has its own peak memory.
+    """
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in workers}
     for _ in range(repeats):
-        output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-        runs.append(json.loads(output.strip().splitlines()[-1]))
-    return sorted(runs, key=lambda run: run[key])[len(runs) // 2]
+        for name, arguments in workers.items():
+            command = [sys.executable, "-m", "mnist_cnn.bench", *arguments]
+            output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            runs[name].append(json.loads(output.strip().splitlines()[-1]))
+    return {name: sorted(results, key=lambda run: run[key])[len(results) // 2] for name, results in runs.items()}
 
 
 def wall_seconds(command: list[str], cwd: str, repeats: int) -> float:

@@ -1,10 +1,15 @@
-"""One training epoch through three pipelines, side by side, each in its own fresh process:
+"""One training epoch through up to five pipelines, side by side, each in its own fresh process:
 
 (a) torchvision ``MNIST`` + ``DataLoader`` + ``ToTensor``/``Normalize``, plain loop (the usual tutorial path)
-(b) a plain PyTorch loop over the whole dataset held as one in-memory tensor (no augmentation)
-(c) this project's path: ``MNISTDataModule`` + ``MNISTClassifier`` under ``lightning.Trainer`` (augmentation on),
-    configured as ``python -m mnist_cnn.train`` composes it with ``trainer=cpu``, or ``trainer=gpu`` (bf16, data
-    on the GPU, ``batch_scale``) with ``--accelerator gpu``, where (a) and (b) run in float32 on the GPU too
+(b) a plain PyTorch loop over the whole dataset held as one in-memory tensor
+(c) this project's path: ``MNISTDataModule`` + ``MNISTClassifier`` under ``lightning.Trainer``, configured as
+    ``python -m mnist_cnn.train`` composes it with ``trainer=cpu``, or ``trainer=gpu`` (bf16, data on the GPU,
+    ``batch_scale``) with ``--accelerator gpu``, where (a) and (b) run in float32 on the GPU too
+(d) the original stack: the same architecture in Keras 3, ``model.fit`` on TensorFlow (``mnist_cnn.bench.keras``;
+    the ``keras`` extra), CPU only
+(e) (c) with augmentation on, as training runs by default: (e)/(c) is what augmentation costs
+
+(a) to (d) train without augmentation, with Adam at 1e-3, on the same images.
 
 plus inference throughput of ``MNISTClassifier`` (eval mode, as ``predict`` and ``Evaluator`` run it) at batch 1
 and batch 1024. On the GPU each timed epoch follows an untimed warm-up (``WARMUP_BATCHES`` batches for (a) and
@@ -16,10 +21,12 @@ from __future__ import annotations
 import argparse
 import math
 import time
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
-from mnist_cnn.bench.common import finished, median_run, plain_epoch
+from mnist_cnn.bench.common import Stopwatch, alternating_medians, plain_epoch
 from mnist_cnn.config import TrainConfig, compose_config, validate
 from mnist_cnn.data.files import ensure_mnist, read_splits
 from mnist_cnn.data.pixels import MEAN, STD, normalize
@@ -30,35 +37,46 @@ PIPELINES = {
     "a": "torchvision DataLoader",
     "b": "plain loop, in-memory tensors",
     "c": "mnist_cnn (Lightning)",
+    "d": "Keras 3 + TensorFlow",
+    "e": "mnist_cnn, augmentation on",
 }
+RATIOS = {"c/b": "", "a/c": "", "c/d": "", "e/c": " (the cost of augmentation)"}
 INFERENCE = "inference"
 WARMUP_BATCHES = 10  # on the GPU, untimed steps before (a) and (b) start the clock
 
 
-def project_config(model_name: str, accelerator: str, batch_size: int, root: str | None) -> TrainConfig:
-    """What ``python -m mnist_cnn.train model=<model> trainer=<accelerator>`` runs (``trainer=gpu``: bf16, data on
-    the GPU, fused optimizer, ``batch_scale``), with the bench's Adam at 1e-3 and batch size like (a) and (b)."""
+def project_config(model_name: str, accelerator: str, batch_size: int, root: str | None, augment: bool) -> TrainConfig:
+    """What ``python -m mnist_cnn.train model=<model> trainer=<accelerator> data.augment=<augment>`` runs
+    (``trainer=gpu``: bf16, data on the GPU, fused optimizer, ``batch_scale``), with the bench's Adam at 1e-3 and
+    batch size like (a) and (b)."""
     overrides = [f"model={model_name}", f"trainer={accelerator}", "optimizer=adam", "optimizer.lr=0.001"]
-    overrides += [f"data.batch_size={batch_size}", *([f"data.root={root}"] if root else [])]
+    overrides += [f"data.batch_size={batch_size}", f"data.augment={augment}", *([f"data.root={root}"] if root else [])]
     return validate(compose_config(*overrides))
 
 
 def project_epoch(
-    model_name: str, accelerator: str, batch_size: int, root: str | None, images: int
+    model_name: str,
+    accelerator: str,
+    batch_size: int,
+    root: str | None,
+    images: int,
+    augment: bool,
+    callbacks: Sequence[Any] = (),
 ) -> dict[str, float]:
-    """(c): one epoch of this project's DataModule and LightningModule under ``lightning.Trainer``."""
+    """(c), or (e) with ``augment``: one epoch of this project's DataModule and LightningModule under
+    ``lightning.Trainer``, with ``callbacks`` besides the bench's timer."""
     import lightning as L  # only in (c)'s processes: (a) and (b) never load it
 
     from mnist_cnn.training.run import build_datamodule, build_module
 
     class EpochTimer(L.Callback):  # on the GPU: keeps the second (warm) epoch's time
         def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-            self.start = finished(module.device)
+            self.stopwatch = Stopwatch(module.device)
 
         def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-            self.seconds = finished(module.device) - self.start
+            self.times = self.stopwatch.read()
 
-    cfg = project_config(model_name, accelerator, batch_size, root)
+    cfg = project_config(model_name, accelerator, batch_size, root, augment)
     datamodule = build_datamodule(cfg)
     scaled_batch = datamodule.hparams.batch_size
     timer = EpochTimer()
@@ -66,11 +84,12 @@ def project_epoch(
         accelerator=cfg.trainer["accelerator"], devices=1, precision=cfg.trainer["precision"],
         max_epochs=2 if accelerator == "gpu" else 1,
         limit_train_batches=math.ceil(images / scaled_batch), limit_val_batches=0, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, callbacks=[timer],
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        callbacks=[timer, *callbacks],
     )  # fmt: skip
     trainer.fit(build_module(cfg), datamodule=datamodule)
     seen = min(trainer.num_training_batches * scaled_batch, len(datamodule.datasets["train"]))
-    return {"seconds": timer.seconds, "images": seen, "batch_size": scaled_batch}
+    return {**timer.times, "images": seen, "batch_size": scaled_batch}
 
 
 def run_pipeline(
@@ -78,8 +97,12 @@ def run_pipeline(
 ) -> dict[str, float]:
     """Time one epoch over ``images`` training images (55k: all of them); returns seconds, images, batch size."""
     torch.manual_seed(0)
-    if pipeline == "c":
-        return project_epoch(model_name, accelerator, batch_size, root, images)
+    if pipeline in "ce":
+        return project_epoch(model_name, accelerator, batch_size, root, images, augment=pipeline == "e")
+    if pipeline == "d":
+        from mnist_cnn.bench.keras import keras_epoch  # TensorFlow: only in (d)'s processes
+
+        return keras_epoch(model_name, batch_size, root, images, torch.get_num_threads())
 
     device = torch.device("cuda" if accelerator == "gpu" else "cpu")
     model = create_model(model_name).to(device)
@@ -89,11 +112,11 @@ def run_pipeline(
         train_images, labels = read_splits(root).train
         train_images, labels = normalize(train_images).to(device), labels.to(device)
         plain_epoch(model, optimizer, [(train_images[:batch_size], labels[:batch_size])] * warmup)
-        start = finished(device)
+        stopwatch = Stopwatch(device)
         order = torch.randperm(len(labels), device=device)[:images]
         batches = ((train_images[i], labels[i]) for i in order.split(batch_size))
         count = plain_epoch(model, optimizer, batches)
-        return {"seconds": finished(device) - start, "images": count, "batch_size": batch_size}
+        return {**stopwatch.read(), "images": count, "batch_size": batch_size}
 
     from torch.utils.data import DataLoader, Subset
     from torchvision import datasets, transforms
@@ -106,9 +129,9 @@ def run_pipeline(
     if warmup:
         images_0, labels_0 = next(iter(loader))
         plain_epoch(model, optimizer, [(images_0.to(device), labels_0.to(device))] * warmup)
-    start = finished(device)
+    stopwatch = Stopwatch(device)
     count = plain_epoch(model, optimizer, ((x.to(device), y.to(device)) for x, y in loader))
-    return {"seconds": finished(device) - start, "images": count, "batch_size": batch_size}
+    return {**stopwatch.read(), "images": count, "batch_size": batch_size}
 
 
 def run_inference(model_name: str, accelerator: str, images: int) -> dict[str, float]:
@@ -138,25 +161,28 @@ def one(model: str, pipeline: str, args: argparse.Namespace) -> dict[str, float]
 def table(args: argparse.Namespace) -> list[dict]:
     """The epoch table: every model through every pipeline, the ratios, and inference; printed and returned."""
     results = []
-    device = torch.cuda.get_device_name() if args.accelerator == "gpu" else f"{torch.get_num_threads()} CPU threads"
-    print(f"one training epoch on {device}, median of {args.repeats}")
-    print(f"{'model':<11} {'pipeline':<32} {'batch':>6} {'epoch s':>8} {'images/s':>9} {'peak MB':>8}")
+    device = torch.cuda.get_device_name() if args.accelerator == "gpu" else f"{args.threads} CPU threads"
+    print(f"one training epoch on {device}, median of {args.repeats} fresh processes per pipeline, taking turns")
+    print(f"{'model':<11} {'pipeline':<32} {'batch':>6} {'epoch s':>8} {'CPU s':>7} {'images/s':>9} {'peak MB':>8}")
     for model in args.models.split(","):
         row = {"model": model, "batch_size": args.batch_size, "accelerator": args.accelerator, "device": device}
-        for pipeline in args.pipelines:
-            measured = median_run(worker_arguments(model, pipeline, args), args.repeats, "seconds")
+        workers = {pipeline: worker_arguments(model, pipeline, args) for pipeline in args.pipelines}
+        for pipeline, measured in alternating_medians(workers, args.repeats, "seconds").items():
             row[pipeline] = measured
             print(
                 f"{model:<11} ({pipeline}) {PIPELINES[pipeline]:<28} {measured['batch_size']:>6} "
-                f"{measured['seconds']:>8.2f} {measured['images'] / measured['seconds']:>9.0f} "
+                f"{measured['seconds']:>8.2f} {measured['cpu_seconds']:>7.2f} "
+                f"{measured['images'] / measured['seconds']:>9.0f} "
                 f"{measured['peak_rss_mb']:>8.0f}"
             )
-        for top, bottom in (("c", "b"), ("a", "c")):
+        for ratio, meaning in RATIOS.items():
+            top, bottom = ratio.split("/")
             if top in row and bottom in row:
-                row[f"{top}/{bottom}"] = row[top]["seconds"] / row[bottom]["seconds"]
-                print(f"{model:<11} ratio ({top})/({bottom}) = {row[f'{top}/{bottom}']:.2f}")
+                row[ratio] = row[top]["seconds"] / row[bottom]["seconds"]
+                print(f"{model:<11} ratio ({top})/({bottom}) = {row[ratio]:.2f}{meaning}")
         if not args.no_inference:
-            rates = median_run(worker_arguments(model, INFERENCE, args), args.repeats, "batch_1024")
+            workers = {INFERENCE: worker_arguments(model, INFERENCE, args)}
+            rates = alternating_medians(workers, args.repeats, "batch_1024")[INFERENCE]
             row[INFERENCE] = {key: value for key, value in rates.items() if key.startswith("batch_")}
             print(
                 f"{model:<11} inference images/s: batch 1 {rates['batch_1']:.0f}, batch 1024 {rates['batch_1024']:.0f}"
@@ -167,5 +193,5 @@ def table(args: argparse.Namespace) -> list[dict]:
 
 def worker_arguments(model: str, pipeline: str, args: argparse.Namespace) -> list[str]:
     arguments = ["--one", model, pipeline, "--batch-size", str(args.batch_size), "--images", str(args.images)]
-    arguments += ["--accelerator", args.accelerator, *(["--root", args.root] if args.root else [])]
-    return arguments
+    arguments += ["--accelerator", args.accelerator, "--threads", str(args.threads)]
+    return arguments + (["--root", args.root] if args.root else [])

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnist_cnn.bench.common import median_run
+from mnist_cnn.bench.common import alternating_medians
 from mnist_cnn.config import compose_config, validate
 from mnist_cnn.data.files import read_train_split
 from mnist_cnn.data.pixels import normalize
@@ -116,15 +116,12 @@ def one(path: str, args: argparse.Namespace) -> dict[str, float]:
 
 def table(args: argparse.Namespace) -> dict[str, float]:
     """The per-step time of both paths, median of ``args.repeats`` alternating fresh processes each."""
-    runs: dict[str, list[float]] = {"plain": [], "project": []}
-    for _ in range(args.repeats):
-        for path in runs:
-            arguments = ["--one", "overhead", path, *(["--root", args.root] if args.root else [])]
-            runs[path].append(median_run(arguments, 1, "step_ms")["step_ms"])
-    plain, project = (sorted(times)[len(times) // 2] for times in runs.values())
+    root = ["--root", args.root] if args.root else []
+    workers = {path: ["--one", "overhead", path, *root] for path in ("plain", "project")}
+    medians = alternating_medians(workers, args.repeats, "step_ms")
+    plain, project = medians["plain"]["step_ms"], medians["project"]["step_ms"]
     print(f"per-step time, batch {BATCH_SIZE}, {torch.get_num_threads()} CPU threads, median of {args.repeats}")
     print(f"plain loop          {plain:.3f} ms")
     print(f"mnist_cnn (Trainer) {project:.3f} ms")
     print(f"difference          {project - plain:.3f} ms; ratio {project / plain:.2f}")
-    return {"plain_ms": plain, "project_ms": project, "difference_ms": project - plain, "ratio": project / plain,
-            "plain_runs": runs["plain"], "project_runs": runs["project"]}  # fmt: skip
+    return {"plain_ms": plain, "project_ms": project, "difference_ms": project - plain, "ratio": project / plain}

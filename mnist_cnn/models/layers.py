@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn as nn
 
@@ -40,3 +42,68 @@ def init_like_keras(module: nn.Module) -> None:
         nn.init.xavier_uniform_(module.weight)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
+
+
+class _FlattenChannelsLast(torch.autograd.Function):
+    """Flatten (N, C, H, W) to (N, C·H·W) and send the gradient back in channels-last layout."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        ctx.shape = x.shape
+        return x.flatten(1)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return grad.reshape(ctx.shape).contiguous(memory_format=torch.channels_last)
+
+
+class Flatten(nn.Flatten):
+    """``nn.Flatten`` whose gradient goes back in the layout of its input.
+
+    Flattening a channels-last batch copies it into (C, H, W) order, and autograd hands the gradient of that copy
+    back in the default layout: every layer below would then mix layouts, and PyTorch's CPU kernels for ReLU's and
+    max-pooling's backward convert or take slow strided paths on mixed layouts (a ReLU backward took 7× as long).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (self.start_dim, self.end_dim) == (1, -1) and x.dim() == 4 and _is_channels_last(x):
+            return _FlattenChannelsLast.apply(x)
+        return super().forward(x)
+
+
+def _is_channels_last(x: torch.Tensor) -> bool:
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
+class _AvgPool2x2(torch.autograd.Function):
+    """2×2 average pooling with stride 2 as two strided additions, and its gradient as one broadcast copy."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        ctx.shape, ctx.channels_last = x.shape, _is_channels_last(x)
+        pairs = x.unflatten(3, (-1, 2))
+        rows = pairs[..., 0] + pairs[..., 1]  # (N, C, H, W/2)
+        rows = rows.unflatten(2, (-1, 2))
+        return (rows[:, :, :, 0] + rows[:, :, :, 1]) * 0.25
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = ctx.shape
+        layout = torch.channels_last if ctx.channels_last else torch.contiguous_format
+        grad_input = torch.empty(ctx.shape, dtype=grad.dtype, device=grad.device, memory_format=layout)
+        spread = (grad * 0.25)[:, :, :, None, :, None].expand(n, c, h // 2, 2, w // 2, 2)
+        grad_input.unflatten(3, (-1, 2)).unflatten(2, (-1, 2)).copy_(spread)
+        return grad_input
+
+
+class AvgPool2d(nn.AvgPool2d):
+    """``nn.AvgPool2d``, with 2×2 windows at stride 2 over even-sized batches on the CPU summed by strided
+    additions: forward and backward together take 0.6-0.7 of the time of PyTorch's CPU kernels on LeNet-5's
+    layers, in either memory layout (the same means but for float rounding: within 3e-7)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pairs = self.kernel_size in (2, (2, 2)) and self.stride in (2, (2, 2)) and self.padding in (0, (0, 0))
+        even = x.dim() == 4 and x.shape[2] % 2 == 0 and x.shape[3] % 2 == 0
+        if pairs and even and self.divisor_override is None and x.device.type == "cpu":
+            return _AvgPool2x2.apply(x)
+        return super().forward(x)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from mnist_cnn.models.layers import flat_features, init_like_keras
+from mnist_cnn.models.layers import AvgPool2d, Flatten, flat_features, init_like_keras
 from mnist_cnn.models.registry import register_model
 
 
@@ -16,11 +16,11 @@ class LeNet5(nn.Module):
         self.features = nn.Sequential(
             nn.Conv2d(input_shape[0], 6, kernel_size=5, padding=2),  # 28x28 + padding = the classic 32x32
             nn.Tanh(),
-            nn.AvgPool2d(2),
+            AvgPool2d(2),
             nn.Conv2d(6, 16, kernel_size=5),
             nn.Tanh(),
-            nn.AvgPool2d(2),
-            nn.Flatten(),
+            AvgPool2d(2),
+            Flatten(),
         )
         self.classifier = nn.Sequential(
             nn.Linear(flat_features(self.features, input_shape), 120),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from mnist_cnn.models.layers import init_like_keras
+from mnist_cnn.models.layers import Flatten, init_like_keras
 from mnist_cnn.models.registry import register_model
 
 
@@ -55,7 +55,7 @@ class ResNet(nn.Module):
                 stride = 2 if group > 0 and block == 0 else 1  # 28 -> 14 -> 7
                 layers.append(BasicBlock(in_channels, width, stride))
                 in_channels = width
-        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.features = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), Flatten())
         self.classifier = nn.Linear(in_channels, num_classes)
         self.apply(init_like_keras)
 
