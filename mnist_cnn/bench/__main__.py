@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
         default="test",
         help="--robustness: digits of the test set, or of the validation split (to choose thresholds)",
     )
-    parser.add_argument("--count", type=int, default=400, help="--robustness: digits per condition (default: 400)")
+    parser.add_argument("--count", type=int, default=300, help="--robustness: digits per condition (default: 300)")
     parser.add_argument("--seed", type=int, default=0, help="--robustness: which digits and renderings")
     parser.add_argument(
         "--sheet",
@@ -83,7 +83,7 @@ def robustness_report(args: argparse.Namespace) -> dict:
 
     from mnist_cnn.bench import robustness
 
-    results = robustness.run(args.count, args.digits, args.root, args.seed, args.sheet)
+    results = robustness.run(args.count, args.digits, args.root, args.seed, args.sheet, tuple(args.ckpt))
     print(
         f"{results['count']} {args.digits} digits per condition, seed {args.seed}; "
         f"uncertain below probability {results['uncertain_below']}\n"

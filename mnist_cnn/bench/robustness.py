@@ -107,15 +107,16 @@ def predict(model: torch.nn.Module, conditions: list[Condition]) -> list[Predict
     ]
 
 
-def run(count: int, digits: str, root: str | None, seed: int, sheet: Path | None) -> dict:
-    """The benchmark: per model and condition the accuracy, group means, and how uncertainty flags answers."""
+def run(count: int, digits: str, root: str | None, seed: int, sheet: Path | None, extra: tuple[str, ...] = ()) -> dict:
+    """The benchmark: per model and condition the accuracy, group means, and how uncertainty flags answers; every
+    shipped model, and the checkpoints ``extra`` names (files or run dirs, e.g. a candidate to ship)."""
     start = time.perf_counter()
     images, labels = sample(count, digits, root, seed)
     conditions = render(images, seed)
     rendered_s = time.perf_counter() - start
     unaltered, unaltered_labels = sample(UNALTERED, digits, root, seed + 1)
     models = {}
-    for name in read_manifest():
+    for name in [*read_manifest(), *extra]:
         network = load_network(resolve_checkpoint(name)).to(memory_format=torch.channels_last)
         outcomes = predict(network, conditions)
         right = [(p.labels == labels) & ~c.refused for p, c in zip(outcomes, conditions)]
@@ -139,7 +140,7 @@ def run(count: int, digits: str, root: str | None, seed: int, sheet: Path | None
             "outcomes": outcomes,
         }
     if sheet is not None:
-        best = max(models, key=lambda name: read_manifest()[name].test_acc)
+        best = max(read_manifest(), key=lambda name: read_manifest()[name].test_acc)
         write_sheet(sheet, conditions, models[best]["outcomes"], labels, best)
     return {
         "digits": digits,
