@@ -42,6 +42,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--count", type=int, default=300, help="--robustness: digits per condition (default: 300)")
     parser.add_argument("--seed", type=int, default=0, help="--robustness: which digits and renderings")
     parser.add_argument(
+        "--ckpt", action="append", default=[], metavar="PATH",
+        help="--robustness: also score this checkpoint file or run dir beside the shipped models (repeatable)",
+    )  # fmt: skip
+    parser.add_argument(
         "--sheet",
         type=Path,
         default=Path("robustness.png"),

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from mnist_cnn.bench.corruptions import MNIST_C, PHOTO_LIKE, PHOTOS
 from mnist_cnn.data.files import read_test_split, read_train_split
@@ -201,31 +201,28 @@ def write_sheet(
 ) -> None:
     """A PNG with, per condition, a few renderings as the user made them beside what the model saw (28×28), each
     titled with the label, the prediction and its probability (red when wrong, ``?`` when uncertain)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     shown = [(c, p) for c, p in zip(conditions, outcomes) if c.examples]
-    figure, axes = plt.subplots(len(shown), 2 * EXAMPLES, figsize=(2 * EXAMPLES * 1.3, len(shown) * 1.5))
+    cell, name_width, title = 84, 190, 14  # pixels: a thumbnail's side, the condition names, a caption's height
+    font = ImageFont.load_default(size=11)
+    sheet = Image.new("RGB", (name_width + EXAMPLES * (2 * cell + 10), 24 + len(shown) * (cell + title + 6)), "white")
+    draw = ImageDraw.Draw(sheet)
+    draw.text((4, 4), f"Renderings (left) and what {model} saw (right): label->prediction probability", "black", font)
     for row, (condition, outcome) in enumerate(shown):
-        axes[row, 0].set_ylabel(condition.name, rotation=0, ha="right", va="center", fontsize=8)
+        top = 24 + row * (cell + title + 6)
+        draw.text((4, top + title + cell // 2 - 6), f"{condition.name} ({condition.group})", "black", font)
         for column, page in enumerate(condition.examples):
-            seen, label = condition.pixels[column], labels[column]
-            guess, probability = outcome.labels[column], outcome.confidence[column]
+            left = name_width + column * (2 * cell + 10)
+            label, guess = labels[column], outcome.labels[column]
             wrong = condition.refused[column] or guess != label
-            axes[row, 2 * column].imshow(page, cmap="gray", vmin=0, vmax=255)
-            axes[row, 2 * column + 1].imshow(seen, cmap="gray", vmin=0, vmax=255)
             mark = "?" if outcome.uncertain[column] else ""
-            title = "refused" if condition.refused[column] else f"{label}→{guess}{mark} {probability:.2f}"
-            axes[row, 2 * column].set_title(title, fontsize=7, color="red" if wrong else "black")
-    for axis in axes.flat:
-        axis.set_xticks([])
-        axis.set_yticks([])
-    figure.suptitle(f"Robustness renderings (left) and what {model} saw (right): label→prediction probability")
-    figure.tight_layout()
-    figure.savefig(path, dpi=72)
-    plt.close(figure)
+            caption = (
+                "refused" if condition.refused[column] else f"{label}->{guess}{mark} {outcome.confidence[column]:.2f}"
+            )
+            draw.text((left, top), caption, "red" if wrong else "black", font)
+            sheet.paste(ImageOps.contain(Image.fromarray(page), (cell, cell)), (left, top + title))
+            seen = Image.fromarray(condition.pixels[column]).resize((cell, cell), Image.Resampling.NEAREST)
+            sheet.paste(seen, (left + cell + 2, top + title))
+    sheet.save(path)
 
 
 def summary(results: dict) -> dict:
