@@ -63,10 +63,12 @@ def paper_surface(pixels: np.ndarray) -> tuple[np.ndarray, float]:
     border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
     coefficients = np.array([np.median(border), 0, 0, 0, 0, 0], dtype=np.float64)  # flat, at the border's level
     noise = _spread(border)
+    kept_before = None
     for _ in range(FIT_ROUNDS):
         keep = np.abs(sample - design @ coefficients) <= OUTLIER * noise
-        if keep.sum() < design.shape[1]:
-            break
+        if keep.sum() < design.shape[1] or (kept_before is not None and np.array_equal(keep, kept_before)):
+            break  # too few pixels left to fit, or the same pixels as last round: the fit would not change
+        kept_before = keep
         kept = design[keep]
         coefficients = np.linalg.solve(kept.T @ kept, kept.T @ sample[keep])  # least squares, 6 unknowns
         noise = _spread(sample[keep] - design[keep] @ coefficients)
