@@ -42,6 +42,13 @@ class DataConfig:
     zoom_fraction: float = MISSING
     elastic_alpha: float = MISSING
     elastic_sigma: float = MISSING
+    degrade_prob: float = MISSING
+    stroke_width: float = MISSING
+    min_resolution: int = MISSING
+    blur_sigma: float = MISSING
+    contrast: float = MISSING
+    noise_std: float = MISSING
+    impulse_fraction: float = MISSING
     on_device: bool = MISSING
 
 
@@ -168,6 +175,13 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.zoom_fraction": _FRACTION,
     "data.elastic_alpha": _NON_NEGATIVE,
     "data.elastic_sigma": _POSITIVE,
+    "data.degrade_prob": (_number(lambda value: 0 <= value <= 1), "a probability in [0, 1]"),
+    "data.stroke_width": (_number(lambda value: 0 <= value <= 1), "a number of pixels in [0, 1]"),
+    "data.min_resolution": (_number(lambda value: 4 <= value <= 28), "a whole number of pixels in [4, 28]"),
+    "data.blur_sigma": _NON_NEGATIVE,
+    "data.contrast": _FRACTION,
+    "data.noise_std": _NON_NEGATIVE,
+    "data.impulse_fraction": _FRACTION,
     "model.dropout_rate": _FRACTION,
     "trainer.max_epochs": _POSITIVE,
     "trainer.log_every_n_steps": _POSITIVE,

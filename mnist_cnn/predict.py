@@ -1,8 +1,8 @@
 """``python -m mnist_cnn.predict inputs=<files, folders or globs>``: classify a user's own digit images.
 
-Prints one row per image (file, digit, probability, top-k) and writes them to ``output`` (.csv or .json)
-when asked; nothing else is written. An unreadable image gets one ``error:`` line, the others are still
-classified, and the command exits 1; bad options or checkpoints exit 2 before anything is read.
+Prints one row per image (file, digit, probability, whether that is too low to trust, top-k) and writes them to
+``output`` (.csv or .json) when asked; nothing else is written. An unreadable image gets one ``error:`` line, the
+others are still classified, and the command exits 1; bad options or checkpoints exit 2 before anything is read.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ class Row:
     file: str
     digit: int | None = None
     probability: float | None = None
+    uncertain: bool | None = None  # the probability is below UNCERTAIN_BELOW (mnist_cnn.inference.classify)
     top_k: list[tuple[int, float]] = field(default_factory=list)
     error: str | None = None
 
@@ -38,12 +39,13 @@ class Row:
         if self.error:
             return f"{self.file:<{width}}  error: {self.error}"
         ranked = "  ".join(f"{digit}:{probability:.3f}" for digit, probability in self.top_k)
-        return f"{self.file:<{width}}  {self.digit:>5}  {self.probability:>11.4f}  {ranked}"
+        flag = "yes" if self.uncertain else "no"
+        return f"{self.file:<{width}}  {self.digit:>5}  {self.probability:>11.4f}  {flag:>9}  {ranked}"
 
 
 def format_table(rows: list[Row], top_k: int) -> str:
     width = max(len("file"), *(len(row.file) for row in rows))
-    header = f"{'file':<{width}}  digit  probability  top-{top_k}"
+    header = f"{'file':<{width}}  digit  probability  uncertain  top-{top_k}"
     return "\n".join([header, *(row.table_line(width) for row in rows)])
 
 
@@ -52,10 +54,11 @@ def serialise(rows: list[Row], suffix: str) -> str:
         return json.dumps([asdict(row) for row in rows], indent=2) + "\n"
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["file", "digit", "probability", "top_k", "error"])
+    writer.writerow(["file", "digit", "probability", "uncertain", "top_k", "error"])
     for row in rows:
         ranked = " ".join(f"{digit}:{probability:.4f}" for digit, probability in row.top_k)
-        writer.writerow([row.file, row.digit, row.probability, ranked, row.error])
+        flag = None if row.uncertain is None else str(row.uncertain).lower()
+        writer.writerow([row.file, row.digit, row.probability, flag, ranked, row.error])
     return buffer.getvalue()
 
 
@@ -87,9 +90,11 @@ def predict_files(config: PredictConfig) -> list[Row]:
         predictions = classify(model, torch.from_numpy(np.stack(pixels)).unsqueeze(1), config.batch_size)
         digits, probabilities = predictions.top_k(config.top_k)
         readable = (row for row in rows if row.error is None)
-        for row, ranked_digits, ranked_probabilities in zip(readable, digits.tolist(), probabilities.tolist()):
+        ranked = zip(readable, digits.tolist(), probabilities.tolist(), predictions.uncertain.tolist())
+        for row, ranked_digits, ranked_probabilities, uncertain in ranked:
             row.top_k = [(digit, round(p, 6)) for digit, p in zip(ranked_digits, ranked_probabilities)]
             row.digit, row.probability = row.top_k[0]
+            row.uncertain = uncertain
     return rows
 
 

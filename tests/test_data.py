@@ -8,7 +8,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mnist_cnn.data.augment import affine_grid, elastic_displacement, random_distortion
+from mnist_cnn.data.augment import (
+    affine_grid,
+    blurred,
+    elastic_displacement,
+    maximum_3x3,
+    random_degradation,
+    random_distortion,
+    rescanned,
+)
 from mnist_cnn.data.datamodule import MNISTDataModule
 from mnist_cnn.data.files import FILES, ensure_mnist, load_mnist, read_splits, read_test_split, resolve_root
 from mnist_cnn.data.pixels import MEAN, STD, image_batch, model_input, normalize
@@ -206,3 +214,83 @@ def test_elastic_field_is_in_grid_units_with_x_first() -> None:
     field = elastic_displacement(1024, 16, 32, 10.0, 2.0, torch.zeros(1))
     rms_x, rms_y = field.pow(2).mean(dim=(0, 1, 2)).sqrt()
     assert 1.8 < rms_y / rms_x < 2.2
+
+
+def _strokes(count: int = 64) -> torch.Tensor:
+    """``count`` copies of a white cross (3-pixel strokes) on black, floats in [0, 1]."""
+    images = torch.zeros(count, 1, 28, 28)
+    images[:, :, 6:22, 13:16] = 1.0
+    images[:, :, 13:16, 6:22] = 1.0
+    return images
+
+
+def test_degradation_touches_only_the_drawn_share_of_images() -> None:
+    images = _strokes(400)
+    assert torch.equal(random_degradation(images, 0.0, noise_std=0.5), images)
+    assert torch.equal(random_degradation(images, 1.0), images)  # every option at its default: nothing to do
+    torch.manual_seed(0)
+    out = random_degradation(images, 0.3, noise_std=0.2)
+    changed = (out != images).flatten(1).any(dim=1).float().mean()
+    assert 0.22 < changed < 0.38
+
+
+def test_stroke_width_thickens_and_thins_by_up_to_one_pixel() -> None:
+    images = _strokes(256)
+    torch.manual_seed(0)
+    out = random_degradation(images, 1.0, stroke_width=1.0)
+    ink = out.sum(dim=(1, 2, 3)) / images[0].sum()
+    assert ink.min() < 0.6 and ink.max() > 1.6  # some strokes much thinner, some much thicker
+    assert (out <= maximum_3x3(images) + 1e-6).all()  # never more than one pixel beyond the strokes
+    assert (out >= -maximum_3x3(-images) - 1e-6).all()  # never less than the strokes' cores
+
+
+def test_min_resolution_blurs_fine_detail_like_a_low_resolution_scan() -> None:
+    checkerboard = (torch.arange(28).view(-1, 1) + torch.arange(28)).remainder(2).float().expand(32, 1, 28, 28)
+    torch.manual_seed(0)
+    out = rescanned(checkerboard, 8)  # each image at 8-28 pixels: only those drawn at 28 keep 1-pixel detail
+    assert (out.std(dim=(1, 2, 3)) < 0.9 * checkerboard.std()).float().mean() > 0.8
+    assert torch.equal(random_degradation(checkerboard, 1.0, min_resolution=28), checkerboard)
+
+
+def test_blur_spreads_each_image_by_its_own_sigma_keeping_the_ink() -> None:
+    dot = torch.zeros(3, 1, 28, 28)
+    dot[:, :, 14, 14] = 1.0
+    out = blurred(dot, torch.tensor([0.0, 1.0, 2.0]))
+    torch.testing.assert_close(out.sum(dim=(1, 2, 3)), torch.ones(3))
+    assert out[0, 0, 14, 14] == 1.0 and 1.0 > out[1, 0, 14, 14] > out[2, 0, 14, 14]
+    columns = torch.arange(28.0) - 14
+    spread = (out.sum(dim=(1, 2)) * columns**2).sum(dim=1).sqrt()  # the blur's std along x
+    torch.testing.assert_close(spread[1:], torch.tensor([1.0, 2.0]), atol=0.05, rtol=0)
+
+
+def test_contrast_lifts_the_background_and_squeezes_the_range() -> None:
+    images = _strokes(256)
+    torch.manual_seed(0)
+    out = random_degradation(images, 1.0, contrast=0.5)
+    background, ink = out[:, 0, 0, 0], out[:, 0, 14, 14]
+    assert background.min() >= 0 and background.max() > 0.25 and (ink <= 1).all()
+    assert ((ink - background) >= 0.5 - 1e-6).all() and (ink - background).min() < 0.6
+
+
+def test_noise_is_gaussian_up_to_its_std_and_impulses_flip_pixels_to_black_or_white() -> None:
+    grey = torch.full((256, 1, 28, 28), 0.5)
+    torch.manual_seed(0)
+    noisy = random_degradation(grey, 1.0, noise_std=0.2)
+    stds = noisy.std(dim=(1, 2, 3))
+    assert stds.max() < 0.2 * 1.1 and stds.min() < 0.02 and (noisy - 0.5).abs().mean() > 0.02
+    salted = random_degradation(grey, 1.0, impulse_fraction=0.2)
+    flipped = (salted != 0.5).float().mean(dim=(1, 2, 3))
+    assert set(salted.unique().tolist()) <= {0.0, 0.5, 1.0}
+    assert flipped.max() <= 0.2 * 1.15 and flipped.min() < 0.02
+
+
+def test_training_batches_are_degraded_when_asked_evaluation_batches_never(fake_root: Path) -> None:
+    no_affine = {"rotation_degrees": 0.0, "shift_fraction": 0.0, "zoom_fraction": 0.0}
+    datamodule, trainer = _datamodule(fake_root, degrade_prob=1.0, contrast=0.6, **no_affine)
+    images = datamodule.datasets["train"].images[:64]
+    trainer.training = True
+    out, _ = datamodule.on_after_batch_transfer((images, torch.zeros(64)), 0)
+    assert (out[:, 0, 0, 0] > normalize(images)[:, 0, 0, 0] + 0.1).float().mean() > 0.5  # grey paper
+    trainer.training, trainer.validating = False, True
+    out, _ = datamodule.on_after_batch_transfer((images, torch.zeros(64)), 0)
+    assert torch.equal(out, normalize(images))

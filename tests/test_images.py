@@ -6,9 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
+from mnist_cnn.bench.corruptions import photograph
 from mnist_cnn.inference.images import image_files, to_mnist
+from mnist_cnn.inference.ink import otsu_threshold
 
 
 def _centre_of_mass(pixels: np.ndarray) -> tuple[float, float]:
@@ -90,3 +92,60 @@ def test_inputs_expand_files_folders_and_globs(tmp_path: Path) -> None:
     assert [path.name for path in image_files(str(tmp_path / "*.png"))] == ["a.png"]
     assert image_files(str(tmp_path / "notes.txt")) == [tmp_path / "notes.txt"]  # named explicitly: tried
     assert image_files(str(tmp_path / "missing*.png")) == []
+
+
+def _seven(size: tuple[int, int] = (320, 240), corner: tuple[int, int] = (120, 60)) -> np.ndarray:
+    """Ink coverage (float, 1 = ink) of a hand-drawn-looking "7", 12-pixel strokes, 110 pixels tall."""
+    page = Image.new("L", size, 0)
+    x, y = corner
+    ImageDraw.Draw(page).line([(x, y), (x + 70, y + 5), (x + 30, y + 110)], fill=255, width=12, joint="curve")
+    return np.asarray(page, dtype=np.float32) / 255
+
+
+@pytest.mark.parametrize(
+    "conditions",
+    [
+        {"paper": 170.0, "pen": 70.0},
+        {"paper": 170.0, "pen": 70.0, "light": 40.0},
+        {"paper": 170.0, "pen": 70.0, "noise": 15.0},
+        {"paper": 170.0, "pen": 70.0, "light": 30.0, "noise": 12.0, "blur": 1.0, "jpeg": 40},
+        {"paper": 100.0, "pen": 30.0},  # dim light: the paper itself is darker than mid-grey
+    ],
+    ids=["grey paper", "uneven light", "noise", "phone photo", "dark paper"],
+)
+def test_a_photographed_digit_comes_out_as_its_clean_scan(conditions: dict) -> None:
+    """Paper, shading and sensor noise are not ink: the digit fills the box as the clean scan's does."""
+    clean = to_mnist(photograph(_seven(), np.random.default_rng(0)))
+    photo = to_mnist(photograph(_seven(), np.random.default_rng(1), **conditions))
+    assert _ink_box(photo) == _ink_box(clean) == (20, 13)
+    assert photo[:4].max() == 0 and photo[:, :4].max() == 0  # the field around the digit is black
+    assert np.abs(photo.astype(int) - clean).mean() < 8  # of 255
+
+
+def test_dust_away_from_the_digit_is_not_part_of_it() -> None:
+    ink = _seven()
+    clean = to_mnist(photograph(ink, np.random.default_rng(0)))
+    for row, col in [(10, 10), (200, 300), (30, 290)]:
+        ink[row : row + 3, col : col + 3] = 1.0  # specks far smaller than the digit
+    np.testing.assert_array_equal(to_mnist(photograph(ink, np.random.default_rng(0))), clean)
+
+
+def test_strokes_keep_their_grey_levels() -> None:
+    page = np.full((120, 160), 255, dtype=np.uint8)
+    page[20:100, 40:60] = 0  # black ink
+    page[20:100, 100:120] = 128  # a pencil half as dark
+    pixels = to_mnist(page)
+    black, pencil = pixels[pixels > 0].max(), np.median(pixels[:, 14:][pixels[:, 14:] > 0])
+    assert black == 255 and 110 < pencil < 145
+
+
+def test_a_page_of_noise_alone_is_refused() -> None:
+    noise = np.clip(np.random.default_rng(0).normal(170, 15, (240, 320)), 0, 255).astype(np.uint8)
+    with pytest.raises(ValueError, match="no digit"):
+        to_mnist(noise)
+
+
+def test_otsu_splits_two_levels_between_them() -> None:
+    paper, ink = np.random.default_rng(0).normal(10, 2, 900), np.random.default_rng(1).normal(90, 5, 100)
+    threshold = otsu_threshold(np.concatenate([paper, ink]))
+    assert paper.max() <= threshold < ink.min()

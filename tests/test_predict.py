@@ -10,7 +10,8 @@ import pytest
 from conftest import decompression_bomb, run_cli
 from PIL import ImageFilter
 
-from mnist_cnn import Evaluator, MNISTClassifier, read_splits
+from mnist_cnn import Evaluator, MNISTClassifier, Predictions, read_splits
+from mnist_cnn.inference.classify import UNCERTAIN_BELOW
 from mnist_cnn.inference.images import draw_on_paper
 from mnist_cnn.weights.manifest import read_manifest
 
@@ -46,6 +47,8 @@ def test_pretrained_simple_cnn_reads_rendered_test_digits(real_root: Path, shipp
     assert len(rows) == 200
     correct = sum(row["digit"] == int(Path(row["file"]).stem.split("_")[1]) for row in rows)
     assert correct >= 190, f"{correct} of 200 right"
+    assert all(row["uncertain"] == (row["probability"] < UNCERTAIN_BELOW) for row in rows)
+    assert sum(row["uncertain"] for row in rows) <= 10  # clean scans: few answers flagged
 
 
 def test_unreadable_and_missing_inputs_fail_alone(shipped: set[str], tmp_path: Path) -> None:
@@ -67,9 +70,11 @@ def test_unreadable_and_missing_inputs_fail_alone(shipped: set[str], tmp_path: P
     ]
     assert f"{digits / 'one.png'}  " in result.stdout and "Traceback" not in result.stderr
     lines = (tmp_path / "out.csv").read_text().splitlines()
-    assert lines[0] == "file,digit,probability,top_k,error" and len(lines) == 4
+    assert lines[0] == "file,digit,probability,uncertain,top_k,error" and len(lines) == 4
     good = lines[2].split(",")  # sorted: broken.png, one.png
-    assert good[0].endswith("one.png") and good[1].isdigit() and 0 < float(good[2]) <= 1 and len(good[3].split()) == 3
+    assert good[0].endswith("one.png") and good[1].isdigit() and 0 < float(good[2]) <= 1 and len(good[4].split()) == 3
+    assert good[3] == str(float(good[2]) < UNCERTAIN_BELOW).lower()
+    assert lines[1].split(",")[3] == ""  # an unreadable file has no answer to doubt
 
 
 @pytest.mark.parametrize(
@@ -105,6 +110,18 @@ def test_predict_images_takes_paths_pil_images_and_arrays(fake_root: Path, tmp_p
     assert len(set(mixed.labels.tolist())) == 1  # one page, three ways in: one answer
     digits, probabilities = mixed.top_k(3)
     assert digits[:, 0].tolist() == mixed.labels.tolist() and (probabilities[:, :-1] >= probabilities[:, 1:]).all()
+    np.testing.assert_array_equal(mixed.confidence, probabilities[:, 0])
+
+
+def test_an_answer_below_the_threshold_is_flagged_uncertain() -> None:
+    sure, torn = np.eye(10)[3], np.array([0.0, 0.5, 0.45, 0, 0, 0, 0, 0, 0.05, 0])
+    at = np.full(10, (1 - UNCERTAIN_BELOW) / 9)
+    at[7] = UNCERTAIN_BELOW
+    predictions = Predictions(np.array([3, 1, 7]), np.stack([sure, torn, at]))
+    np.testing.assert_allclose(predictions.confidence, [1.0, 0.5, UNCERTAIN_BELOW])
+    assert predictions.uncertain.tolist() == [False, True, False]
+    labels, probabilities = predictions  # still the two arrays it always was
+    assert labels is predictions.labels and probabilities is predictions.probabilities
 
 
 def test_a_decompression_bomb_is_refused_from_its_header_and_the_other_images_still_classified(tmp_path: Path) -> None:

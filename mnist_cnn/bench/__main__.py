@@ -1,7 +1,8 @@
 """``python -m mnist_cnn.bench``: training epochs through several pipelines side by side (the default), the
 framework's own cost per step (``--overhead``), start-up (``--startup``), predicting files (``--predict-files N``)
 or serving (``--serve [MODEL]``), on this machine. Report ratios, not seconds: the seconds depend on the machine,
-the ratios measured in one run much less.
+the ratios measured in one run much less. ``--robustness`` measures accuracy instead: every shipped model on digits
+photographed, scanned and corrupted (see mnist_cnn/bench/robustness.py).
 """
 
 from __future__ import annotations
@@ -49,6 +50,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--backends", default="torch,onnx", help="with --serve: comma-separated (default: torch,onnx)")
     parser.add_argument("--latency-requests", type=int, default=300, help="with --serve: requests at concurrency 1")
     parser.add_argument("--throughput-requests", type=int, default=2000, help="with --serve: requests at 32")
+    parser.add_argument("--robustness", action="store_true", help="only measure accuracy on photos and corruptions")
+    parser.add_argument(
+        "--digits",
+        choices=("test", "val"),
+        default="test",
+        help="--robustness: digits of the test set, or of the validation split (to choose thresholds)",
+    )
+    parser.add_argument("--count", type=int, default=300, help="--robustness: digits per condition (default: 300)")
+    parser.add_argument("--seed", type=int, default=0, help="--robustness: which digits and renderings")
+    parser.add_argument(
+        "--ckpt", action="append", default=[], metavar="PATH",
+        help="--robustness: also score this checkpoint file or run dir beside the shipped models (repeatable)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--sheet",
+        type=Path,
+        default=Path("robustness.png"),
+        help="--robustness: where to write the PNG of example renderings (default: robustness.png)",
+    )
     parser.add_argument("--json", default=None, help="also write the results to this file")
     parser.add_argument("--one", nargs=2, metavar=("MODEL", "PIPELINE"), help=argparse.SUPPRESS)
     return parser
@@ -61,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
         tune_cpu_process()  # the overhead's plain loop too: both sides of that ratio run in the same settings
     import torch  # after the settings that must precede it
 
-    from mnist_cnn.bench import epoch, overhead, profile, serving, startup
+    from mnist_cnn.bench import epoch, overhead, profile, robustness, serving, startup
     from mnist_cnn.bench.keras import require_keras
 
     quiet_libraries()
@@ -100,6 +120,8 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.overhead:
         results = overhead.table(args)
+    elif args.robustness:
+        results = robustness.report(args)
     elif args.startup:
         results = startup.startup(args.root, args.repeats)
         print(f"train --help: {results['help_s']:.2f} s; one-batch training run: {results['one_batch_run_s']:.2f} s")

@@ -13,7 +13,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from mnist_cnn.data.augment import random_distortion
+from mnist_cnn.data.augment import random_degradation, random_distortion
 from mnist_cnn.data.files import Split, ensure_mnist, read_test_split, read_train_split
 from mnist_cnn.data.pixels import normalize
 
@@ -81,6 +81,13 @@ class MNISTDataModule(L.LightningDataModule):
         zoom_fraction: float = 0.1,
         elastic_alpha: float = 0.0,
         elastic_sigma: float = 4.0,
+        degrade_prob: float = 0.0,
+        stroke_width: float = 0.0,
+        min_resolution: int = 28,
+        blur_sigma: float = 0.0,
+        contrast: float = 0.0,
+        noise_std: float = 0.0,
+        impulse_fraction: float = 0.0,
         on_device: bool = True,
     ) -> None:
         super().__init__()
@@ -130,4 +137,8 @@ class MNISTDataModule(L.LightningDataModule):
             images = random_distortion(
                 images, hp.rotation_degrees, hp.shift_fraction, hp.zoom_fraction, hp.elastic_alpha, hp.elastic_sigma
             )
+            images = random_degradation(
+                images, hp.degrade_prob, hp.stroke_width, hp.min_resolution, hp.blur_sigma, hp.contrast, hp.noise_std,
+                hp.impulse_fraction,
+            )  # fmt: skip
         return normalize(images), labels

@@ -14,12 +14,26 @@ from torch import nn
 from mnist_cnn.data.pixels import SIZE, image_batch, normalize
 from mnist_cnn.inference.images import MAX_PIXELS, ImageInput, to_mnist
 
+UNCERTAIN_BELOW = 0.9  # a prediction whose probability is lower is flagged uncertain; see docs/robustness.md
+
 
 class Predictions(NamedTuple):
-    """``labels`` (N,) predicted digits and ``probabilities`` (N, 10) softmax outputs, as numpy arrays."""
+    """``labels`` (N,) predicted digits and ``probabilities`` (N, 10) softmax outputs, as numpy arrays;
+    ``confidence`` and ``uncertain`` derive from them."""
 
     labels: np.ndarray
     probabilities: np.ndarray
+
+    @property
+    def confidence(self) -> np.ndarray:
+        """(N,) the probability of each predicted digit."""
+        return self.probabilities.max(axis=1)
+
+    @property
+    def uncertain(self) -> np.ndarray:
+        """(N,) bool: the prediction's probability is below ``UNCERTAIN_BELOW``, too low to trust (chosen on
+        renderings of validation digits so that about 1 % of right answers on clean digits are flagged)."""
+        return self.confidence < UNCERTAIN_BELOW
 
     def top_k(self, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
         """(N, k) most probable digits and their probabilities, most probable first."""

@@ -19,11 +19,12 @@ import torch
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from mnist_cnn.data.pixels import SIZE, checked_pixels, image_batch
+from mnist_cnn.inference.ink import find_ink
 
 ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray, torch.Tensor]  # bytes: an encoded file
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 BOX = 20  # MNIST: a 20×20 box inside the 28×28 field
-INK_THRESHOLD = 0.2  # a pixel is ink when it is this far (of the full range) from the background
+INK_THRESHOLD = 0.2  # the digit's box holds the pixels with at least this much ink (of full ink, see find_ink)
 MAX_PIXELS = 50_000_000  # larger than a 48-megapixel photo; a file claiming more is refused from its header
 
 
@@ -70,7 +71,7 @@ def to_mnist(image: ImageInput, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     if isinstance(image, (np.ndarray, torch.Tensor)) and tuple(image.shape) == (SIZE, SIZE):
         return as_uint8(image_batch(image)[0, 0]).numpy()
     pixels = _grayscale_pixels(image, max_pixels)
-    ink = _ink(pixels)
+    ink = find_ink(pixels)
     rows, cols = np.nonzero(ink > INK_THRESHOLD)
     if len(rows) == 0:
         raise ValueError("the image holds no digit: it is blank or has no contrast")
@@ -97,19 +98,6 @@ def _grayscale_pixels(image: ImageInput, max_pixels: int) -> np.ndarray:
             raise ValueError(f"an image array must be H×W or H×W×3, got shape {array.shape}")
         return array
     return np.asarray(image, dtype=np.float32)
-
-
-def _ink(pixels: np.ndarray) -> np.ndarray:
-    """Ink intensity in [0, 1]: distance from the background level, read off the image border.
-
-    A light border means dark ink on paper (inverted, as MNIST is white on black).
-    """
-    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
-    background = float(np.median(border))
-    ink = background - pixels if background > 127.5 else pixels - background
-    ink = np.clip(ink, 0.0, None)
-    peak = float(ink.max())
-    return ink / peak if peak > 0 else ink
 
 
 def _fit_box(crop: np.ndarray) -> np.ndarray:

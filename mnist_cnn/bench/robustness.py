@@ -1,0 +1,252 @@
+"""Accuracy of every shipped model on digits as users meet them (``python -m mnist_cnn.bench --robustness``).
+
+Each condition of ``mnist_cnn.bench.corruptions`` is applied to the same fixed-seed sample of digits (the
+official test set's; ``--digits val`` takes them from the 5,000-image validation split of the training set, to
+choose thresholds without the test set). Photos go through the user's path, ``to_mnist`` then the model, as
+``predict_images`` does; a photo the preprocessing refuses counts as wrong. MNIST-C-style corruptions are fed to
+the models as the 28×28 arrays they are, as MNIST-C measures them, and also through ``to_mnist`` (as a user's
+28×28 image file would be), reported as a second group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont, ImageOps
+
+from mnist_cnn.bench.corruptions import MNIST_C, PHOTO_LIKE, PHOTOS
+from mnist_cnn.data.files import read_test_split, read_train_split
+from mnist_cnn.inference.classify import UNCERTAIN_BELOW, Predictions, classify
+from mnist_cnn.inference.images import to_mnist
+from mnist_cnn.weights.checkpoints import load_network
+from mnist_cnn.weights.manifest import read_manifest
+from mnist_cnn.weights.resolve import resolve_checkpoint
+
+GROUPS = {
+    "photo-like": "paper, light, noise, focus, JPEG; through the preprocessing",
+    "other photos": "writing and framing; through the preprocessing",
+    "MNIST-C": "MNIST-C-style corruptions, 28×28 arrays fed to the model as they are",
+    "MNIST-C preprocessed": "the same corruptions as 28×28 image files, through the preprocessing",
+}
+EXAMPLES = 5  # renderings per condition on the sheet
+UNALTERED = 5000  # digits scored as they are, for the share of right answers flagged uncertain
+SWEEP = (0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995)  # thresholds that --digits val tries
+
+
+@dataclass
+class Condition:
+    """One condition's renderings of the sample: what each model sees, and a few of them as the user made them."""
+
+    name: str
+    group: str
+    pixels: np.ndarray  # (N, 28, 28) uint8, MNIST-formatted
+    refused: np.ndarray  # (N,) bool: the preprocessing found no digit (counted wrong)
+    examples: list[np.ndarray] = field(default_factory=list)
+
+
+def sample(count: int, digits: str, root: str | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` digits drawn without replacement (fixed seed) from the test set or the validation split."""
+    images, labels = read_test_split(root) if digits == "test" else read_train_split(root)[1]
+    chosen = np.sort(np.random.default_rng(seed).choice(len(labels), min(count, len(labels)), replace=False))
+    return images[chosen, 0].numpy(), labels[chosen].numpy()
+
+
+def _preprocessed(images: list[np.ndarray | Image.Image]) -> tuple[np.ndarray, np.ndarray]:
+    pixels = np.zeros((len(images), 28, 28), dtype=np.uint8)
+    refused = np.zeros(len(images), dtype=bool)
+    for index, image in enumerate(images):
+        try:
+            pixels[index] = to_mnist(image)
+        except ValueError:
+            refused[index] = True
+    return pixels, refused
+
+
+def render(digits: np.ndarray, seed: int, workers: int | None = None) -> list[Condition]:
+    """Every condition applied to ``digits``, each from its own seeded generator (reproducible one by one), the
+    conditions shared out among ``workers`` processes (default: one per CPU core)."""
+    tasks = [("photo", name) for name in PHOTOS] + [("mnist-c", name) for name in MNIST_C]
+    workers = min(workers or os.cpu_count() or 1, len(tasks))
+    context = multiprocessing.get_context("spawn")  # the parent has started torch's threads: do not fork it
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        rendered = pool.map(render_condition, tasks, [digits] * len(tasks), [seed] * len(tasks))
+        return [condition for conditions in rendered for condition in conditions]
+
+
+def render_condition(task: tuple[str, str], digits: np.ndarray, seed: int) -> list[Condition]:
+    """One condition applied to every digit: a photo, or an MNIST-C corruption (as arrays and as files)."""
+    kind, name = task
+    if kind == "photo":
+        rng = np.random.default_rng([seed, list(PHOTOS).index(name)])
+        pages = [PHOTOS[name](digit, rng) for digit in digits]
+        group = "photo-like" if name in PHOTO_LIKE or name == "clean scan" else "other photos"
+        return [Condition(name, group, *_preprocessed(pages), pages[:EXAMPLES])]
+    rng = np.random.default_rng([seed, 1000 + list(MNIST_C).index(name)])
+    corrupted = np.stack([np.round(MNIST_C[name](digit, rng) * 255).astype(np.uint8) for digit in digits])
+    as_files = _preprocessed([Image.fromarray(image) for image in corrupted])
+    return [
+        Condition(name, "MNIST-C", corrupted, np.zeros(len(digits), dtype=bool)),
+        Condition(name, "MNIST-C preprocessed", *as_files, list(corrupted[:EXAMPLES])),
+    ]
+
+
+def predict(model: torch.nn.Module, conditions: list[Condition]) -> list[Predictions]:
+    """The model's predictions for every condition, in one batched pass."""
+    pixels = torch.from_numpy(np.concatenate([condition.pixels for condition in conditions])).unsqueeze(1)
+    predictions = classify(model, pixels)
+    bounds = np.cumsum([0, *(len(condition.pixels) for condition in conditions)])
+    return [
+        Predictions(predictions.labels[start:stop], predictions.probabilities[start:stop])
+        for start, stop in zip(bounds[:-1], bounds[1:])
+    ]
+
+
+def run(count: int, digits: str, root: str | None, seed: int, sheet: Path | None, extra: tuple[str, ...] = ()) -> dict:
+    """The benchmark: per model and condition the accuracy, group means, and how uncertainty flags answers; every
+    shipped model, and the checkpoints ``extra`` names (files or run dirs, e.g. a candidate to ship)."""
+    start = time.perf_counter()
+    images, labels = sample(count, digits, root, seed)
+    conditions = render(images, seed)
+    rendered_s = time.perf_counter() - start
+    unaltered, unaltered_labels = sample(UNALTERED, digits, root, seed + 1)
+    models = {}
+    for name in [*read_manifest(), *extra]:
+        network = load_network(resolve_checkpoint(name)).to(memory_format=torch.channels_last)
+        outcomes = predict(network, conditions)
+        right = [(p.labels == labels) & ~c.refused for p, c in zip(outcomes, conditions)]
+        confidence = [np.where(c.refused, 0.0, p.confidence) for p, c in zip(outcomes, conditions)]  # refused: flagged
+        clean = classify(network, torch.from_numpy(unaltered).unsqueeze(1))
+        clean_right = clean.labels == unaltered_labels
+        wrong = ~np.concatenate(right)
+        models[name] = {
+            "accuracy": {f"{c.group}/{c.name}": float(r.mean()) for c, r in zip(conditions, right)},
+            "group_mean": {
+                group: float(np.mean([r.mean() for c, r in zip(conditions, right) if c.group == group]))
+                for group in GROUPS
+            },
+            "wrong_flagged": float((np.concatenate(confidence)[wrong] < UNCERTAIN_BELOW).mean()),
+            "unaltered_accuracy": float(clean_right.mean()),
+            "unaltered_right_flagged": float(clean.uncertain[clean_right].mean()),
+            "confidence": confidence,
+            "right": right,
+            "unaltered_confidence": clean.confidence,
+            "unaltered_right": clean_right,
+            "outcomes": outcomes,
+        }
+    if sheet is not None:
+        best = max(read_manifest(), key=lambda name: read_manifest()[name].test_acc)
+        write_sheet(sheet, conditions, models[best]["outcomes"], labels, best)
+    return {
+        "digits": digits,
+        "count": len(labels),
+        "unaltered": len(unaltered_labels),
+        "seed": seed,
+        "uncertain_below": UNCERTAIN_BELOW,
+        "shipped": list(read_manifest()),
+        "conditions": [(c.name, c.group) for c in conditions],
+        "models": models,
+        "render_s": rendered_s,
+        "total_s": time.perf_counter() - start,
+    }
+
+
+def table(results: dict) -> str:
+    """The results as a Markdown table: one row per condition, one column per model, then the group means."""
+    names = list(results["models"])
+    lines = [f"| condition | {' | '.join(names)} |", f"|---|{'---:|' * len(names)}"]
+    for group in GROUPS:
+        lines.append(f"| **{group}** ({GROUPS[group]}) |{' |' * len(names)}")
+        for name, condition_group in results["conditions"]:
+            if condition_group == group:
+                cells = (results["models"][model]["accuracy"][f"{group}/{name}"] for model in names)
+                lines.append(f"| {name} | {' | '.join(f'{cell:.2%}' for cell in cells)} |")
+        means = (results["models"][model]["group_mean"][group] for model in names)
+        lines.append(f"| *mean, {group}* | {' | '.join(f'*{mean:.2%}*' for mean in means)} |")
+    unaltered = f"{results['unaltered']:,} {results['digits']} digits"
+    clean = (results["models"][model]["unaltered_accuracy"] for model in names)
+    lines.append(f"| {unaltered}, unaltered | {' | '.join(f'{cell:.2%}' for cell in clean)} |")
+    flagged = (results["models"][model]["wrong_flagged"] for model in names)
+    lines.append(f"| wrong answers above flagged uncertain | {' | '.join(f'{cell:.1%}' for cell in flagged)} |")
+    right = (results["models"][model]["unaltered_right_flagged"] for model in names)
+    lines.append(f"| right answers flagged, {unaltered} | {' | '.join(f'{cell:.2%}' for cell in right)} |")
+    return "\n".join(lines)
+
+
+def sweep(results: dict, thresholds: np.ndarray, allowed: float = 0.015) -> tuple[list[str], float]:
+    """For each threshold on the probability, the share of wrong answers (all conditions) and of right answers on
+    the unaltered digits it would flag, for the worst shipped model; and the chosen threshold: the highest that
+    flags at most ``allowed`` of every shipped model's right answers on the unaltered digits."""
+    lines = ["| below | wrong flagged (worst model) | right flagged, unaltered (worst model) |", "|---:|---:|---:|"]
+    chosen = float(thresholds[0])
+    for threshold in thresholds:
+        wrong, right = [], []
+        for name in results["shipped"]:
+            model = results["models"][name]
+            confidence = np.concatenate(model["confidence"])
+            correct = np.concatenate(model["right"])
+            wrong.append(float((confidence[~correct] < threshold).mean()))
+            right.append(float((model["unaltered_confidence"][model["unaltered_right"]] < threshold).mean()))
+        lines.append(f"| {threshold:.3f} | {min(wrong):.1%} | {max(right):.2%} |")
+        if max(right) <= allowed:
+            chosen = float(threshold)
+    return lines, chosen
+
+
+def write_sheet(
+    path: Path, conditions: list[Condition], outcomes: list[Predictions], labels: np.ndarray, model: str
+) -> None:
+    """A PNG with, per condition, a few renderings as the user made them beside what the model saw (28×28), each
+    titled with the label, the prediction and its probability (red when wrong, ``?`` when uncertain)."""
+    shown = [(c, p) for c, p in zip(conditions, outcomes) if c.examples]
+    cell, name_width, title = 84, 190, 14  # pixels: a thumbnail's side, the condition names, a caption's height
+    font = ImageFont.load_default(size=11)
+    sheet = Image.new("RGB", (name_width + EXAMPLES * (2 * cell + 10), 24 + len(shown) * (cell + title + 6)), "white")
+    draw = ImageDraw.Draw(sheet)
+    draw.text((4, 4), f"Renderings (left) and what {model} saw (right): label->prediction probability", "black", font)
+    for row, (condition, outcome) in enumerate(shown):
+        top = 24 + row * (cell + title + 6)
+        draw.text((4, top + title + cell // 2 - 6), f"{condition.name} ({condition.group})", "black", font)
+        for column, page in enumerate(condition.examples):
+            left = name_width + column * (2 * cell + 10)
+            label, guess = labels[column], outcome.labels[column]
+            wrong = condition.refused[column] or guess != label
+            mark = "?" if outcome.uncertain[column] else ""
+            caption = (
+                "refused" if condition.refused[column] else f"{label}->{guess}{mark} {outcome.confidence[column]:.2f}"
+            )
+            draw.text((left, top), caption, "red" if wrong else "black", font)
+            sheet.paste(ImageOps.contain(Image.fromarray(page), (cell, cell)), (left, top + title))
+            seen = Image.fromarray(condition.pixels[column]).resize((cell, cell), Image.Resampling.NEAREST)
+            sheet.paste(seen, (left + cell + 2, top + title))
+    sheet.save(path)
+
+
+def summary(results: dict) -> dict:
+    """``results`` without the per-image arrays, ready for JSON."""
+    per_image = ("confidence", "right", "unaltered_confidence", "unaltered_right", "outcomes")
+    models = {name: {k: v for k, v in model.items() if k not in per_image} for name, model in results["models"].items()}
+    return {**results, "models": models}
+
+
+def report(args: argparse.Namespace) -> dict:
+    """Run the robustness benchmark, print its table (and, on validation digits, the threshold sweep)."""
+    results = run(args.count, args.digits, args.root, args.seed, args.sheet, tuple(args.ckpt))
+    print(
+        f"{results['count']} {args.digits} digits per condition, seed {args.seed}; "
+        f"uncertain below probability {results['uncertain_below']}\n"
+    )
+    print(table(results))
+    if args.digits == "val":
+        lines, chosen = sweep(results, np.array(SWEEP))
+        print("\n" + "\n".join(lines) + f"\n\nchosen: uncertain below {chosen}")
+        results["chosen_threshold"] = chosen
+    print(f"\nwrote {args.sheet}; {results['render_s']:.0f} s rendering, {results['total_s']:.0f} s in all")
+    return summary(results)
