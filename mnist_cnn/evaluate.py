@@ -22,15 +22,20 @@ from mnist_cnn.weights.resolve import resolve_checkpoint
 @hydra_command("evaluate")
 def main(cfg: DictConfig) -> float:
     """Hydra task: returns the test accuracy."""
-    from mnist_cnn.data.files import read_test_split  # torch, Lightning: only once there is work to do
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        config: EvaluateConfig = validate(cfg)
+        checkpoint = resolve_checkpoint(config.ckpt_path)
+    except UserError:
+        remove_new_dir(out_dir, parents=1)
+        raise
+    from mnist_cnn.data.files import read_test_split  # torch, Lightning: only once the options are known good
     from mnist_cnn.evaluation.evaluator import Evaluator
     from mnist_cnn.evaluation.report import format_summary, write_report
     from mnist_cnn.training.module import MNISTClassifier
 
-    out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        config: EvaluateConfig = validate(cfg)
-        model = MNISTClassifier.load(resolve_checkpoint(config.ckpt_path))
+        model = MNISTClassifier.load(checkpoint)
         test_split = read_test_split(config.data.root, config.data.download)
     except UserError:
         remove_new_dir(out_dir, parents=1)
