@@ -2,27 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
-
-FAULTS = """
-import json, resource, sys
-from mnist_cnn.runtime import keep_freed_memory
-kept = keep_freed_memory() if sys.argv[1] == "keep" else False
-import torch
-def faults():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-x = torch.ones(128, 32, 26, 26)  # 11 MB, the size of a simple_cnn activation
-before = faults()
-for _ in range(20):
-    x = torch.ones(128, 32, 26, 26)  # the previous block is freed as this one is made
-print(json.dumps({"kept": kept, "faults": faults() - before}))
-"""
 
 
 def run_python(code: str, *args: str, **env: str) -> str:
@@ -30,14 +13,6 @@ def run_python(code: str, *args: str, **env: str) -> str:
     result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=environment)
     assert result.returncode == 0, result.stderr
     return result.stdout.strip().splitlines()[-1]
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
-def test_kept_memory_serves_the_next_step_without_page_faults() -> None:
-    default, kept = (json.loads(run_python(FAULTS, mode)) for mode in ("default", "keep"))
-    assert kept["kept"] is True
-    assert default["faults"] > 20 * 1000  # each new 11 MB block faults in (most of) its 2,700 pages
-    assert kept["faults"] < 100
 
 
 def test_openmp_threads_sleep_when_idle_unless_the_environment_says_otherwise() -> None:

@@ -38,6 +38,7 @@ def grid(fake_root: Path, tmp_path_factory: pytest.TempPathFactory):
     return cwd, result, sweep_dir, {tuple(row["overrides"].split()[:2]): row for row in rows}, rows
 
 
+@pytest.mark.xdist_group("grid")  # one worker runs every test of the grid, so the sweep runs once
 @pytest.mark.parametrize("model", MODELS)
 def test_every_model_trains_tests_and_keeps_everything_in_its_run_dir(model: str, grid) -> None:
     cwd, _, _, jobs, _ = grid
@@ -63,6 +64,7 @@ def test_every_model_trains_tests_and_keeps_everything_in_its_run_dir(model: str
     } <= report
 
 
+@pytest.mark.xdist_group("grid")
 def test_the_summary_ranks_the_jobs_names_their_run_dirs_and_records_every_failure(grid) -> None:
     cwd, result, sweep_dir, jobs, rows = grid
     assert result.returncode == 1 and "error: 8 of 12 jobs failed" in result.stderr  # the sweep went on
