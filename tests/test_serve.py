@@ -118,6 +118,14 @@ def test_files_base64_and_pixels_get_the_answers_of_predict_images_in_order(
     assert [p["input"] for p in answered] == [p.tolist() for p in pixels]
     assert [{k: v for k, v in p.items() if k != "input"} for p in answered] == uploaded
 
+    # Two digits overlaid: answers the model is unsure of, flagged as the library flags them.
+    blends = [np.maximum(a, b) for a, b in zip(pixels, pixels[1:] + pixels[:1])]
+    answer = predict(client, server, json={"pixels": [blend.tolist() for blend in blends]}).json()
+    flagged = [prediction["uncertain"] for prediction in answer["predictions"]]
+    expected_flags = predict_images(load_network(resolve_checkpoint(most_accurate())), np.stack(blends)).uncertain
+    assert flagged == expected_flags.tolist() and any(flagged)
+    assert [p["uncertain"] for p in uploaded] == expected.uncertain.tolist() == [False] * len(digits)
+
 
 def _truncated_png(png: bytes) -> bytes:
     return png[: len(png) // 2]

@@ -40,14 +40,17 @@ SHUTDOWN_GRACE_S = 30  # after SIGTERM, how long requests in flight may take bef
 
 
 def answers(pixels: np.ndarray, probabilities: np.ndarray, top_k: int, include_input: bool) -> list[dict[str, Any]]:
-    """One JSON object per image: its label, probability, the ten probabilities, the top k (and its pixels)."""
-    digits, _ = Predictions(probabilities.argmax(axis=1), probabilities).top_k(top_k)
+    """One JSON object per image: its label, probability, whether that is too low to trust, the ten probabilities,
+    the top k (and its pixels)."""
+    predicted = Predictions(probabilities.argmax(axis=1), probabilities)
+    digits, _ = predicted.top_k(top_k)
     rounded = np.round(probabilities.astype(np.float64), 6).tolist()
     predictions = []
-    for index, (row, top_digits) in enumerate(zip(rounded, digits.tolist())):
+    for index, (row, top_digits, uncertain) in enumerate(zip(rounded, digits.tolist(), predicted.uncertain.tolist())):
         prediction = {
             "label": top_digits[0],
             "probability": row[top_digits[0]],
+            "uncertain": uncertain,
             "probabilities": row,
             "top_k": [[digit, row[digit]] for digit in top_digits],
         }
