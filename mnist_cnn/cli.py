@@ -23,7 +23,6 @@ from omegaconf.errors import OmegaConfBaseException
 from mnist_cnn.config import did_you_mean
 from mnist_cnn.errors import EXIT_BAD_INPUT, EXIT_SOME_FAILED, UserError
 from mnist_cnn.resources import CONF_DIR
-from mnist_cnn.runtime import tune_cpu_process
 
 Task = Callable[[DictConfig], Any]
 # Options of Hydra's own groups that the sweep extra's plugins add.
@@ -88,7 +87,6 @@ def hydra_command(config_name: str) -> Callable[[Task], Callable[[], Any]]:
         @functools.wraps(task)
         def in_hydra(cfg: DictConfig) -> Any:
             quiet_libraries()
-            tune_cpu_process()  # before the task imports torch
             try:
                 return task(cfg)
             except UserError as error:

@@ -14,10 +14,6 @@ from pathlib import Path
 
 from mnist_cnn.cli import fail, quiet_libraries
 from mnist_cnn.errors import MissingExtraError, missing_extra
-from mnist_cnn.runtime import tune_cpu_process
-
-# The pipelines that are this project's own path: their processes are set up as its commands set theirs up.
-PROJECT_PIPELINES = ("c", "e", "inference")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,9 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.one and (args.one[0] == "overhead" or args.one[1] in PROJECT_PIPELINES):
-        tune_cpu_process()  # the overhead's plain loop too: both sides of that ratio run in the same settings
-    import torch  # after the settings that must precede it
+    import torch  # here, not at the top: --help and the parser's errors answer without loading it
 
     from mnist_cnn.bench import epoch, overhead, profile, robustness, serving, startup
     from mnist_cnn.bench.keras import require_keras
