@@ -206,14 +206,15 @@ def write_sheet(
     """A PNG with, per condition, a few renderings as the user made them beside what the model saw (28×28), each
     titled with the label, the prediction and its probability (red when wrong, ``?`` when uncertain)."""
     shown = [(c, p) for c, p in zip(conditions, outcomes) if c.examples]
-    cell, name_width, title = 84, 190, 14  # pixels: a thumbnail's side, the condition names, a caption's height
+    cell, name_width, title = 84, 240, 14  # pixels: a thumbnail's side, the condition names, a caption's height
     font = ImageFont.load_default(size=11)
     sheet = Image.new("RGB", (name_width + EXAMPLES * (2 * cell + 10), 24 + len(shown) * (cell + title + 6)), "white")
     draw = ImageDraw.Draw(sheet)
     draw.text((4, 4), f"Renderings (left) and what {model} saw (right): label->prediction probability", "black", font)
     for row, (condition, outcome) in enumerate(shown):
         top = 24 + row * (cell + title + 6)
-        draw.text((4, top + title + cell // 2 - 6), f"{condition.name} ({condition.group})", "black", font)
+        name = condition.name.replace("σ", "sd")  # the default font has no Greek
+        draw.text((4, top + title + cell // 2 - 6), f"{name} ({condition.group})", "black", font)
         for column, page in enumerate(condition.examples):
             left = name_width + column * (2 * cell + 10)
             label, guess = labels[column], outcome.labels[column]
