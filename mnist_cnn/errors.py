@@ -21,7 +21,6 @@ EXTRAS = {
     "onnxscript": "export",
     "onnxruntime": "export",
     "optuna": "sweep",
-    "litserve": "serve",
     "fastapi": "serve",
     "uvicorn": "serve",
     "python_multipart": "serve",
