@@ -109,8 +109,8 @@ def digit_pngs(root: str | None, count: int) -> list[bytes]:
     return [paper_png(images[index % len(images), 0].numpy()) for index in range(count)]
 
 
-def post_png(session: Any, url: str, png: bytes) -> dict[str, Any]:
-    response = session.post(f"{url}/predict", files={"file": ("digit.png", png, "image/png")}, timeout=60)
+def post_png(http: Any, url: str, png: bytes) -> dict[str, Any]:
+    response = http.post(f"{url}/predict", files={"file": ("digit.png", png, "image/png")}, timeout=60)
     response.raise_for_status()
     return response.json()
 
@@ -119,12 +119,12 @@ def latencies(url: str, pngs: list[bytes], count: int) -> list[float]:
     """Seconds of ``count`` requests sent one after another on one connection."""
     import requests
 
-    with requests.Session() as session:
-        post_png(session, url, pngs[0])  # warm-up: the connection
+    with requests.Session() as http:
+        post_png(http, url, pngs[0])  # warm-up: the connection
         times = []
         for index in range(count):
             start = time.perf_counter()
-            post_png(session, url, pngs[index % len(pngs)])
+            post_png(http, url, pngs[index % len(pngs)])
             times.append(time.perf_counter() - start)
     return times
 
@@ -134,9 +134,9 @@ def images_per_second(url: str, pngs: list[bytes], count: int, clients: int = CO
     import requests
 
     def client(number: int) -> None:
-        with requests.Session() as session:
+        with requests.Session() as http:
             for index in range(number, count, clients):
-                post_png(session, url, pngs[index % len(pngs)])
+                post_png(http, url, pngs[index % len(pngs)])
 
     with ThreadPoolExecutor(clients) as pool:
         start = time.perf_counter()
