@@ -26,15 +26,11 @@ def main(cfg: DictConfig) -> float:
     try:
         config: EvaluateConfig = validate(cfg)
         checkpoint = resolve_checkpoint(config.ckpt_path)
-    except UserError:
-        remove_new_dir(out_dir, parents=1)
-        raise
-    from mnist_cnn.data.files import read_test_split  # torch, Lightning: only once the options are known good
-    from mnist_cnn.evaluation.evaluator import Evaluator
-    from mnist_cnn.evaluation.report import format_summary, write_report
-    from mnist_cnn.training.module import MNISTClassifier
+        from mnist_cnn.data.files import read_test_split  # torch, Lightning: only once the options are known good
+        from mnist_cnn.evaluation.evaluator import Evaluator
+        from mnist_cnn.evaluation.report import format_summary, write_report
+        from mnist_cnn.training.module import MNISTClassifier
 
-    try:
         model = MNISTClassifier.load(checkpoint)
         test_split = read_test_split(config.data.root, config.data.download)
     except UserError:
