@@ -31,7 +31,7 @@ class Row:
     file: str
     digit: int | None = None
     probability: float | None = None
-    uncertain: bool | None = None  # the probability is below UNCERTAIN_BELOW (mnist_cnn.inference.classify)
+    uncertain: bool | None = None  # the probability is below the model's uncertain_below
     top_k: list[tuple[int, float]] = field(default_factory=list)
     error: str | None = None
 

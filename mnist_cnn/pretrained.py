@@ -2,7 +2,8 @@
 
 ``publish <run dir>`` turns the run's best (or, with ``--checkpoint last``, final) checkpoint into
 ``checkpoints/pretrained/<model>.ckpt`` (weights and hyperparameters only) and its manifest entry, with the
-validation and test figures measured from the file as shipped.
+validation and test figures measured from the file as shipped, and the probability below which its answers are
+flagged uncertain, chosen on the validation digits.
 """
 
 from __future__ import annotations
@@ -12,13 +13,18 @@ import json
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from mnist_cnn.cli import fail
 from mnist_cnn.errors import CheckpointError, UserError
 from mnist_cnn.resources import PRETRAINED_DIR
 from mnist_cnn.weights.manifest import KEPT_KEYS, MANIFEST, PretrainedInfo, file_sha256, read_manifest
 from mnist_cnn.weights.resolve import LAST
+
+if TYPE_CHECKING:  # torch: only once there is work to do
+    from torch import nn
+
+    from mnist_cnn.data.files import Split
 
 RunCheckpoint = Literal["best", "last"]  # best.ckpt (best validation epoch) or last.ckpt (final epoch)
 
@@ -38,6 +44,16 @@ def run_checkpoint(run_dir: Path, result: dict[str, Any], which: RunCheckpoint) 
     if not path.is_file():
         raise CheckpointError(f"{path} not found: the run dir holds no {which} checkpoint to publish")
     return path
+
+
+def validation_figures(model: nn.Module, val: Split) -> tuple[float, float]:
+    """The model's accuracy on the validation digits, and its ``uncertain_below``: the threshold chosen on them."""
+    from mnist_cnn.inference.classify import choose_uncertain_below, classify
+
+    images, labels = val
+    predictions = classify(model, images)
+    right = predictions.labels == labels.numpy()
+    return float(right.mean()), choose_uncertain_below(predictions.confidence[right])
 
 
 def publish(run_dir: Path, directory: Path = PRETRAINED_DIR, which: RunCheckpoint = "best") -> PretrainedInfo:
@@ -68,7 +84,7 @@ def publish(run_dir: Path, directory: Path = PRETRAINED_DIR, which: RunCheckpoin
         AtomicCheckpointIO().save_checkpoint({key: checkpoint[key] for key in KEPT_KEYS}, staged)
         model = load_pretrained_model(name, staged)
         splits = read_splits(val_size=held_out["val_size"], split_seed=held_out["split_seed"], download=False)
-        val_acc = Evaluator(model, splits.val).evaluate()["accuracy"] if held_out["val_size"] else None
+        val_acc, uncertain_below = validation_figures(model, splits.val) if held_out["val_size"] else (None, None)
         metrics = Evaluator(model, splits.test).evaluate()
         sha256 = file_sha256(staged)
         os.replace(staged, target)
@@ -88,6 +104,7 @@ def publish(run_dir: Path, directory: Path = PRETRAINED_DIR, which: RunCheckpoin
         epochs=result["epochs"],
         fit_seconds=result["fit_seconds"],
         machine=result["machine"],
+        uncertain_below=uncertain_below,
     )
     entries = {key: asdict(value) for key, value in read_manifest(directory).items()}
     entries[name] = asdict(info)

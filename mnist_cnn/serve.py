@@ -52,10 +52,13 @@ def main(cfg: DictConfig) -> None:
     checkpoint = resolve_checkpoint(model)
     listening = listen(config.host, config.port)
     from mnist_cnn.inference.backends import load_classifier  # torch: only once there is work
+    from mnist_cnn.inference.classify import uncertainty_threshold
     from mnist_cnn.inference.server import create_app, run
     from mnist_cnn.weights.checkpoints import load_network
 
-    app = create_app(load_classifier(load_network(checkpoint), config.backend, config.threads), config, model)
+    network = load_network(checkpoint)
+    classifier = load_classifier(network, config.backend, config.threads)
+    app = create_app(classifier, config, model, uncertainty_threshold(network))
     host, port = listening.getsockname()[:2]
     address = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     print(f"serving {model} ({config.backend}) at {address}/ (API docs: {address}/docs)", flush=True)

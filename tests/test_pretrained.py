@@ -23,7 +23,8 @@ from mnist_cnn import (
     read_test_split,
 )
 from mnist_cnn.errors import CheckpointError, MNISTDataError
-from mnist_cnn.pretrained import publish
+from mnist_cnn.inference.classify import UNCERTAIN_BELOW, choose_uncertain_below
+from mnist_cnn.pretrained import publish, validation_figures
 from mnist_cnn.resources import PRETRAINED_DIR
 from mnist_cnn.training.run import TrainResult
 from mnist_cnn.weights.manifest import KEPT_KEYS, file_sha256, read_manifest, verified_checkpoint
@@ -65,6 +66,9 @@ def test_shipped_weights_score_their_manifest_figures(name: str, real_root: Path
     assert metrics["loss"] == pytest.approx(info.test_loss, abs=1e-4)
     assert count_parameters(model) == info.num_parameters
     assert dict(model.hparams.model_kwargs or {}) == info.model_kwargs
+    val_acc, uncertain_below = validation_figures(model, read_splits(real_root, download=False).val)
+    assert uncertain_below == info.uncertain_below == model.uncertain_below  # the rule, on validation digits
+    assert info.val_acc is None or abs(val_acc - info.val_acc) <= 0.0001  # None: trained on all 60k images
 
 
 @pytest.mark.parametrize("name", sorted(SHIPPED))
@@ -131,7 +135,11 @@ def test_publish_ships_the_best_checkpoint_and_measures_it(
     assert info.source_checkpoint == "best.ckpt"
     model = load_pretrained_model("lenet5", shipped)
     assert info.test_acc == Evaluator(model, read_test_split(fake_root)).evaluate()["accuracy"]
-    assert info.val_acc == Evaluator(model, read_splits(fake_root, val_size=100).val).evaluate()["accuracy"]
+    val = read_splits(fake_root, val_size=100).val
+    assert info.val_acc == Evaluator(model, val).evaluate()["accuracy"]
+    probabilities = Evaluator(model, val).probabilities.numpy()
+    right = probabilities.argmax(axis=1) == val[1].numpy()
+    assert info.uncertain_below == choose_uncertain_below(probabilities.max(axis=1)[right])
     assert json.loads((tmp_path / "manifest.json").read_text())["lenet5"]["sha256"] == info.sha256
     assert verified_checkpoint("lenet5", tmp_path) == shipped
 
@@ -188,6 +196,8 @@ def test_a_run_without_validation_publishes_only_its_final_epoch(
     model = load_pretrained_model("lenet5", tmp_path / "lenet5.ckpt")
     assert info.test_acc == Evaluator(model, read_test_split(fake_root)).evaluate()["accuracy"]
     assert info.val_acc is None and read_manifest(tmp_path)["lenet5"].val_acc is None
+    assert info.uncertain_below is None  # nothing held out to choose it on: the default applies
+    assert load_pretrained_model("lenet5", tmp_path / "lenet5.ckpt").uncertain_below == UNCERTAIN_BELOW
 
 
 def test_a_publish_that_cannot_measure_leaves_the_shipped_file_and_manifest(

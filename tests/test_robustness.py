@@ -13,9 +13,9 @@ from conftest import run_cli
 from PIL import Image, ImageDraw
 
 from mnist_cnn.bench import corruptions
-from mnist_cnn.bench.robustness import render_condition, sweep
+from mnist_cnn.bench.robustness import chosen_thresholds, render_condition
 from mnist_cnn.data.files import read_test_split
-from mnist_cnn.inference.classify import classify
+from mnist_cnn.inference.classify import choose_uncertain_below, classify
 from mnist_cnn.weights.checkpoints import load_network
 from mnist_cnn.weights.manifest import read_manifest
 from mnist_cnn.weights.resolve import resolve_checkpoint
@@ -75,23 +75,26 @@ def test_mnist_c_corruptions_do_what_the_paper_describes(digit: np.ndarray) -> N
     assert set(np.unique(edges)) == {0.0, 1.0} and edges[pixels == 0].sum() > edges[pixels == 1].sum()
 
 
-def test_the_threshold_chosen_flags_at_most_the_allowed_share_of_right_answers() -> None:
-    confident = np.array([0.9, *[0.99] * 99])  # right answers on unaltered digits: one of 100 at 0.9
-    results = {
-        "shipped": ["m"],
-        "models": {
-            "m": {
-                "confidence": [np.array([0.3, 0.6, 0.95, 0.99])],
-                "right": [np.array([False, False, True, False])],
-                "unaltered_confidence": confident,
-                "unaltered_right": np.ones(100, dtype=bool),
-            },
-            "candidate": {},  # not shipped: not looked at
-        },
+def test_the_threshold_chosen_is_the_highest_that_flags_at_most_the_allowed_share_of_right_answers() -> None:
+    right = np.array([0.905, 0.955, *[0.999] * 98])  # probabilities of a model's right answers
+    assert choose_uncertain_below(right, allowed=0.01) == 0.95  # 0.96 would flag two of 100
+    assert choose_uncertain_below(right, allowed=0.02) == 0.99  # 1.0 is never a threshold
+    assert choose_uncertain_below(np.full(10, 0.3), allowed=0.01) == 0.5  # nothing allowed: the lowest
+
+
+def test_on_validation_digits_the_bench_shows_the_threshold_each_model_would_get() -> None:
+    models = {
+        name: {
+            "confidence": [np.array([0.3, 0.6, 0.95, 0.99])],
+            "right": [np.array([False, False, True, False])],
+            "unaltered_confidence": np.array([*[0.955] * (flagged + 1), *[0.999] * (199 - flagged)]),
+            "unaltered_right": np.ones(200, dtype=bool),
+        }
+        for name, flagged in (("sure", 0), ("unsure", 10))
     }
-    lines, chosen = sweep(results, np.array([0.5, 0.7, 0.95, 0.995]), allowed=0.01)
-    assert chosen == 0.95  # 0.95 flags one right answer in 100; 0.995 would flag all
-    assert "| 0.700 | 66.7% | 0.00% |" in lines and "| 0.995 | 100.0% | 100.00% |" in lines
+    lines = chosen_thresholds({"models": models})
+    # "sure": 0.99 flags one right answer of 200 (<= 1.5 %); "unsure" has 11 at 0.955: 0.95 flags none
+    assert lines[2:] == ["| sure | 0.99 | 0.50% | 66.7% |", "| unsure | 0.95 | 0.00% | 66.7% |"]
 
 
 def test_bench_robustness_scores_every_shipped_model_and_draws_the_sheet(fake_root: Path, tmp_path: Path) -> None:

@@ -71,6 +71,7 @@ def test_health_names_the_most_accurate_shipped_model_and_models_lists_the_manif
     health = client.get(f"{server.url}/health").json()
     assert (health["status"], health["model"], health["backend"]) == ("ok", best, "torch")
     assert (health["max_images"], health["max_upload_mb"], health["api_key_required"]) == (MAX_IMAGES, 2, True)
+    assert health["uncertain_below"] == manifest[best].uncertain_below  # its answers are flagged below its own
     models = client.get(f"{server.url}/models").json()
     assert models["served"] == best
     listed = [(model["name"], model["test_acc"]) for model in models["models"]]

@@ -13,7 +13,7 @@ from pydantic import BaseModel
 class Prediction(BaseModel):
     label: int
     probability: float
-    uncertain: bool  # the probability is below UNCERTAIN_BELOW (mnist_cnn.inference.classify): too low to trust
+    uncertain: bool  # the probability is below the model's threshold (/health: uncertain_below): too low to trust
     probabilities: list[float]
     top_k: list[tuple[int, float]]
     input: list[list[int]] | None = None  # with ?include_input=true: the 28×28 pixels the model saw

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from typing import Any, NamedTuple
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -14,15 +15,25 @@ from torch import nn
 from mnist_cnn.data.pixels import SIZE, image_batch, normalize
 from mnist_cnn.inference.images import MAX_PIXELS, ImageInput, to_mnist
 
-UNCERTAIN_BELOW = 0.9  # a prediction whose probability is lower is flagged uncertain; see docs/robustness.md
+# A prediction whose probability is below a model's threshold is flagged uncertain. Each shipped model has its own
+# (manifest.json, ``uncertain_below``), chosen by ``choose_uncertain_below``; other checkpoints use this one.
+# See docs/robustness.md.
+UNCERTAIN_BELOW = 0.9
+RIGHT_FLAGGED_ALLOWED = 0.015  # the share of right answers on clean validation digits a threshold may flag
 
 
-class Predictions(NamedTuple):
+@dataclass(frozen=True)
+class Predictions:
     """``labels`` (N,) predicted digits and ``probabilities`` (N, 10) softmax outputs, as numpy arrays;
-    ``confidence`` and ``uncertain`` derive from them."""
+    ``confidence`` and ``uncertain`` (below the model's ``uncertain_below``) derive from them. Unpacks as
+    ``labels, probabilities = predictions``."""
 
     labels: np.ndarray
     probabilities: np.ndarray
+    uncertain_below: float = UNCERTAIN_BELOW
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return iter((self.labels, self.probabilities))
 
     @property
     def confidence(self) -> np.ndarray:
@@ -31,14 +42,27 @@ class Predictions(NamedTuple):
 
     @property
     def uncertain(self) -> np.ndarray:
-        """(N,) bool: the prediction's probability is below ``UNCERTAIN_BELOW``, too low to trust (chosen on
-        renderings of validation digits so that about 1 % of right answers on clean digits are flagged)."""
-        return self.confidence < UNCERTAIN_BELOW
+        """(N,) bool: the prediction's probability is below ``uncertain_below``, too low to trust."""
+        return self.confidence < self.uncertain_below
 
     def top_k(self, k: int = 3) -> tuple[np.ndarray, np.ndarray]:
         """(N, k) most probable digits and their probabilities, most probable first."""
         digits = np.argsort(-self.probabilities, axis=1, kind="stable")[:, :k]
         return digits, np.take_along_axis(self.probabilities, digits, axis=1)
+
+
+def uncertainty_threshold(model: nn.Module) -> float:
+    """The probability below which ``model``'s answers are flagged uncertain: its ``uncertain_below`` attribute
+    (set on shipped models when loaded), else ``UNCERTAIN_BELOW``."""
+    return float(getattr(model, "uncertain_below", UNCERTAIN_BELOW))
+
+
+def choose_uncertain_below(confidence_of_right: np.ndarray, allowed: float = RIGHT_FLAGGED_ALLOWED) -> float:
+    """The highest threshold, in steps of 0.01, that flags at most ``allowed`` of a model's right answers, given
+    their probabilities (on clean validation digits, never test digits)."""
+    thresholds = np.round(np.arange(0.50, 1.0, 0.01), 2)
+    flagged = (confidence_of_right[None, :] < thresholds[:, None]).mean(axis=1)
+    return float(thresholds[flagged <= allowed].max(initial=thresholds[0]))
 
 
 def is_mnist_array(images: Any) -> bool:
@@ -94,4 +118,4 @@ def batched_logits(
 def classify(model: nn.Module, images: torch.Tensor, batch_size: int = 1024, normalized: bool = False) -> Predictions:
     """Class probabilities of (N, 1, 28, 28) MNIST-formatted images, in batches on the model's device."""
     probabilities = batched_logits(model, images, batch_size, normalized).softmax(dim=1).numpy()
-    return Predictions(probabilities.argmax(axis=1), probabilities)
+    return Predictions(probabilities.argmax(axis=1), probabilities, uncertainty_threshold(model))

@@ -30,7 +30,7 @@ from mnist_cnn.config import ServeConfig
 from mnist_cnn.inference.api_schema import PREDICT_BODY, ErrorAnswer, PredictAnswer
 from mnist_cnn.inference.backends import Classifier
 from mnist_cnn.inference.batching import DynamicBatcher
-from mnist_cnn.inference.classify import Predictions
+from mnist_cnn.inference.classify import UNCERTAIN_BELOW, Predictions
 from mnist_cnn.inference.limits import BodyLimit
 from mnist_cnn.inference.uploads import FORMS, BadRequest, file_images, json_images
 from mnist_cnn.weights.manifest import read_manifest
@@ -39,10 +39,12 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 SHUTDOWN_GRACE_S = 30  # after SIGTERM, how long requests in flight may take before they are cancelled
 
 
-def answers(pixels: np.ndarray, probabilities: np.ndarray, top_k: int, include_input: bool) -> list[dict[str, Any]]:
-    """One JSON object per image: its label, probability, whether that is too low to trust, the ten probabilities,
-    the top k (and its pixels)."""
-    predicted = Predictions(probabilities.argmax(axis=1), probabilities)
+def answers(
+    pixels: np.ndarray, probabilities: np.ndarray, top_k: int, include_input: bool, uncertain_below: float
+) -> list[dict[str, Any]]:
+    """One JSON object per image: its label, probability, whether that is too low to trust (below
+    ``uncertain_below``), the ten probabilities, the top k (and its pixels)."""
+    predicted = Predictions(probabilities.argmax(axis=1), probabilities, uncertain_below)
     digits, _ = predicted.top_k(top_k)
     rounded = np.round(probabilities.astype(np.float64), 6).tolist()
     predictions = []
@@ -86,8 +88,11 @@ async def read_pixels(request: Request, config: ServeConfig, decoders: Executor)
     raise BadRequest(f"Content-Type {kind or '(none)'} is not accepted: {FORMS}", status=415)
 
 
-def create_app(classifier: Classifier, config: ServeConfig, model: str) -> FastAPI:
-    """The app serving ``classifier`` (the model named ``model``) as ``config`` says."""
+def create_app(
+    classifier: Classifier, config: ServeConfig, model: str, uncertain_below: float = UNCERTAIN_BELOW
+) -> FastAPI:
+    """The app serving ``classifier`` (the model named ``model``, whose answers below ``uncertain_below`` are
+    flagged uncertain) as ``config`` says."""
     batcher = DynamicBatcher(classifier, config.max_batch_size, config.batch_wait_ms / 1000)
     # Decoding images is CPU work: one thread per core keeps the cores busy, and the memory flat (each thread
     # that decodes keeps its own allocator arena, and Starlette's default pool has 40 threads).
@@ -127,6 +132,7 @@ def create_app(classifier: Classifier, config: ServeConfig, model: str) -> FastA
             "max_images": config.max_images,
             "max_upload_mb": config.max_upload_mb,
             "api_key_required": bool(config.api_key),
+            "uncertain_below": uncertain_below,
             "requests_answered": batcher.requests,
             "forward_passes": batcher.passes,  # fewer than requests: concurrent requests shared passes
         }
@@ -147,7 +153,8 @@ def create_app(classifier: Classifier, config: ServeConfig, model: str) -> FastA
     async def predict(request: Request, include_input: bool = False) -> JSONResponse:
         pixels = await read_pixels(request, config, decoders)
         probabilities = await batcher.probabilities(pixels)
-        return JSONResponse({"predictions": answers(pixels, probabilities, config.top_k, include_input)})
+        predictions = answers(pixels, probabilities, config.top_k, include_input, uncertain_below)
+        return JSONResponse({"predictions": predictions})
 
     @app.exception_handler(BadRequest)
     async def refused(request: Request, error: BadRequest) -> JSONResponse:

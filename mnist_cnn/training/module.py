@@ -15,12 +15,12 @@ import torch.nn.functional as F
 
 from mnist_cnn.data.pixels import image_batch
 from mnist_cnn.errors import CheckpointError
-from mnist_cnn.inference.classify import Predictions, classify, predict_images
+from mnist_cnn.inference.classify import UNCERTAIN_BELOW, Predictions, classify, predict_images
 from mnist_cnn.inference.images import ImageInput
 from mnist_cnn.models import create_model
 from mnist_cnn.training import legacy
 from mnist_cnn.training.components import build, check_allowed, component_class
-from mnist_cnn.weights.checkpoints import cannot_rebuild, read_checkpoint
+from mnist_cnn.weights.checkpoints import cannot_rebuild, mark_uncertainty_threshold, read_checkpoint
 from mnist_cnn.weights.manifest import verified_checkpoint
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -51,7 +51,10 @@ class MNISTClassifier(L.LightningModule):
     ``MNISTClassifier.load_from_checkpoint(path)`` rebuilds the model with no other input. ``forward`` takes
     normalised images and returns logits; ``predict`` takes pixels and returns probabilities.
     ``history`` holds every epoch's losses and accuracies, like Keras' ``History.history``.
+    ``predict_images`` flags answers below ``uncertain_below`` as uncertain (a shipped model has its own).
     """
+
+    uncertain_below: float = UNCERTAIN_BELOW
 
     def __init__(
         self,
@@ -104,6 +107,7 @@ class MNISTClassifier(L.LightningModule):
         except (ValueError, RuntimeError, TypeError) as error:  # unknown architecture, options or target; shapes
             raise cannot_rebuild(path, error) from None
         model.on_load_checkpoint(checkpoint)
+        mark_uncertainty_threshold(model, path)
         return model
 
     @classmethod

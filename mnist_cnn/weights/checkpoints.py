@@ -12,6 +12,7 @@ from torch import nn
 
 from mnist_cnn.errors import CheckpointError
 from mnist_cnn.models import create_model
+from mnist_cnn.weights.manifest import shipped_info
 
 # The hyperparameters that fix the shapes of the weights: resuming or loading needs them to agree.
 ARCHITECTURE_KEYS = ("model_name", "model_kwargs", "num_classes", "input_shape")
@@ -82,4 +83,12 @@ def load_network(path: str | os.PathLike[str]) -> nn.Module:
         network.load_state_dict(weights)
     except (ValueError, RuntimeError) as error:
         raise cannot_rebuild(path, error) from None
+    mark_uncertainty_threshold(network, path)
     return network.eval()
+
+
+def mark_uncertainty_threshold(model: nn.Module, path: str | os.PathLike[str]) -> None:
+    """Give a model loaded from a shipped file its ``uncertain_below`` from the manifest (predictions read it)."""
+    info = shipped_info(path)
+    if info is not None and info.uncertain_below is not None:
+        model.uncertain_below = info.uncertain_below

@@ -39,6 +39,9 @@ class PretrainedInfo:
     epochs: int
     fit_seconds: float
     machine: str
+    # Answers below this probability are flagged uncertain: the highest threshold that flags at most 1.5 % of the
+    # right answers on the validation digits (``mnist_cnn.inference.classify.choose_uncertain_below``)
+    uncertain_below: float | None = None
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -63,6 +66,13 @@ def most_accurate(directory: Path = PRETRAINED_DIR) -> str:
     if not manifest:
         raise CheckpointError(f"no pretrained weights are shipped in {directory}: name a .ckpt file or a run directory")
     return max(manifest, key=lambda name: manifest[name].test_acc)
+
+
+def shipped_info(path: str | os.PathLike[str], directory: Path = PRETRAINED_DIR) -> PretrainedInfo | None:
+    """The manifest entry of the shipped file at ``path``; ``None`` for any other file."""
+    resolved = Path(path).resolve()
+    entries = read_manifest(directory).values()
+    return next((info for info in entries if (directory / info.file).resolve() == resolved), None)
 
 
 def verified_checkpoint(name: str, directory: Path = PRETRAINED_DIR) -> Path:
