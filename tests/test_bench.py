@@ -111,3 +111,18 @@ def test_profile_lists_the_operators_of_both_stacks(tmp_path: Path) -> None:
     for pipeline in "cd":
         assert sum(operators[pipeline].values()) == pytest.approx(row[pipeline]["step_ms"])
         assert all(ms >= 0 for name, ms in operators[pipeline].items() if name != "(outside operators)")
+
+
+@pytest.mark.real_data
+def test_bench_overhead_times_the_plain_loop_the_trainer_alone_and_the_project(real_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "overhead.json"
+    arguments = ("--overhead", "--repeats", "1", "--root", str(real_root), "--json", str(out))
+    result = run_cli("mnist_cnn.bench", *arguments, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(out.read_text())
+    assert all(figures[f"{path}_ms"] > 0 for path in ("plain", "trainer", "project"))
+    for path in ("trainer", "project"):
+        assert figures[f"{path}_ratio"] == pytest.approx(figures[f"{path}_ms"] / figures["plain_ms"])
+    assert [line.split("  ")[0] for line in result.stdout.splitlines()[1:4]] == [
+        "plain loop", "Trainer alone", "mnist_cnn (Trainer)"
+    ]  # fmt: skip

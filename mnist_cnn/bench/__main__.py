@@ -34,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-inference", action="store_true", help="skip the inference throughput")
     parser.add_argument("--startup", action="store_true", help="only time --help and a one-batch training run")
     parser.add_argument("--predict-files", type=int, default=0, metavar="N", help="only time predicting N files")
-    parser.add_argument("--overhead", action="store_true", help="only time a step of a one-layer model: ours vs plain")
+    parser.add_argument(
+        "--overhead", action="store_true", help="only time a step of a one-layer model: ours, the Trainer alone, plain"
+    )
     parser.add_argument(
         "--profile",
         action="store_true",

@@ -3,11 +3,14 @@
 
 - plain: the in-memory uint8 training tensors, a random order drawn per epoch, each batch indexed, converted,
   normalised, then forward, cross-entropy, backward and a fused Adam step; nothing else.
+- trainer: Lightning's own loop alone: the same model in a minimal LightningModule (cross-entropy, fused Adam)
+  fed by ``MNISTDataModule`` (no augmentation), under a Trainer with no callbacks, logger or checkpoints.
 - project: ``MNISTDataModule`` (no augmentation) + ``MNISTClassifier`` under the Trainer that
   ``python -m mnist_cnn.train`` builds (its callbacks, CSV logger and checkpoints), on the same data and model.
 
-Each measures the mean time of ``STEPS - WARMUP_STEPS`` steps after ``WARMUP_STEPS`` untimed ones, in its own
-fresh process; the report gives the median of ``--repeats`` processes of each, alternating.
+Each measures the mean time of ``STEPS - WARMUP_STEPS`` steps after ``WARMUP_STEPS`` untimed ones (over as many
+epochs as that takes), in its own fresh process; the report gives the median of ``--repeats`` processes of each,
+alternating.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
+import math
 import pstats
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -52,7 +57,8 @@ def plain_step_ms(root: str | None) -> float:
     torch.manual_seed(0)
     model = Linear()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4, fused=True)
-    order = torch.randperm(len(labels)).split(BATCH_SIZE)
+    epochs = math.ceil(STEPS / math.ceil(len(labels) / BATCH_SIZE))
+    order = [index for _ in range(epochs) for index in torch.randperm(len(labels)).split(BATCH_SIZE)]
     for step, index in enumerate(order[:STEPS]):
         if step == WARMUP_STEPS:
             start = time.perf_counter()
@@ -63,29 +69,66 @@ def plain_step_ms(root: str | None) -> float:
     return (time.perf_counter() - start) * 1000 / (STEPS - WARMUP_STEPS)
 
 
-def project_step_ms(root: str | None, profile: bool = False) -> float:
-    """Milliseconds per step of this project's path; with ``profile``, print where the steps' time goes."""
-    import lightning as L  # only in this process: the plain loop's never loads it
-
-    from mnist_cnn.training.callbacks import GracefulInterrupt
-    from mnist_cnn.training.run import build_datamodule, build_module, build_trainer
+def step_clock(profile: bool = False) -> Any:
+    """A Lightning callback timing the training steps after the first ``WARMUP_STEPS`` up to ``STEPS``; with
+    ``profile``, under cProfile. Its ``seconds`` is their time, its ``profiler`` the cProfile."""
+    import lightning as L  # only in the Lightning paths' processes: the plain loop's never loads it
 
     class StepClock(L.Callback):
-        def on_train_batch_start(
-            self, trainer: L.Trainer, module: L.LightningModule, batch: object, index: int
-        ) -> None:
-            if index == WARMUP_STEPS:
+        def __init__(self) -> None:
+            self.steps = 0
+
+        def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
+            if self.steps == WARMUP_STEPS:
                 self.start = time.perf_counter()
                 if profile:
                     self.profiler = cProfile.Profile()
                     self.profiler.enable()
-            elif index == STEPS:
+            elif self.steps == STEPS:
                 self.seconds = time.perf_counter() - self.start
                 if profile:
                     self.profiler.disable()
+            self.steps += 1
+
+    return StepClock()
+
+
+def trainer_step_ms(root: str | None) -> float:
+    """Milliseconds per step of Lightning's own loop: a minimal LightningModule, no callbacks, logger or metrics."""
+    import lightning as L
+
+    from mnist_cnn.data.datamodule import MNISTDataModule
+
+    class Minimal(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = Linear()
+
+        def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], index: int) -> torch.Tensor:
+            images, labels = batch
+            return F.cross_entropy(self.model(images), labels)
+
+        def configure_optimizers(self) -> torch.optim.Optimizer:
+            return torch.optim.Adam(self.parameters(), lr=1e-3, weight_decay=1e-4, fused=True)
+
+    clock = step_clock()
+    trainer = L.Trainer(
+        accelerator="cpu", devices=1, max_steps=STEPS + 1, limit_val_batches=0, logger=False, callbacks=[clock],
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    data = MNISTDataModule(**({"root": root} if root else {}), augment=False, batch_size=BATCH_SIZE)
+    trainer.fit(Minimal(), datamodule=data)
+    return clock.seconds * 1000 / (STEPS - WARMUP_STEPS)
+
+
+def project_step_ms(root: str | None, profile: bool = False) -> float:
+    """Milliseconds per step of this project's path; with ``profile``, print where the steps' time goes."""
+    from mnist_cnn.training.callbacks import GracefulInterrupt
+    from mnist_cnn.training.run import build_datamodule, build_module, build_trainer
 
     overrides = ["model=lenet5", "optimizer=adam", "data.augment=false", f"data.batch_size={BATCH_SIZE}", "test=false"]
-    overrides += ["trainer.max_epochs=1", f"trainer.limit_train_batches={STEPS + 1}", "trainer.limit_val_batches=1"]
+    overrides += ["trainer.max_epochs=1000", f"trainer.max_steps={STEPS + 1}", "trainer.limit_val_batches=1"]
     overrides += [
         "trainer.enable_progress_bar=false",
         "trainer.enable_model_summary=false",
@@ -95,7 +138,7 @@ def project_step_ms(root: str | None, profile: bool = False) -> float:
     if TINY not in model_names():  # registered only in the bench's own process, never on import
         register_model(TINY, Linear.__doc__)(Linear)
     cfg.model = {"name": TINY}
-    clock = StepClock()
+    clock = step_clock(profile)
     with tempfile.TemporaryDirectory() as run_dir:
         trainer = build_trainer(cfg, Path(run_dir), Path(run_dir), GracefulInterrupt(Path(run_dir) / "last.ckpt"))
         trainer.callbacks.insert(0, clock)
@@ -108,20 +151,28 @@ def project_step_ms(root: str | None, profile: bool = False) -> float:
     return clock.seconds * 1000 / (STEPS - WARMUP_STEPS)
 
 
+PATHS = {"plain": plain_step_ms, "trainer": trainer_step_ms, "project": project_step_ms}
+LABELS = {"plain": "plain loop", "trainer": "Trainer alone", "project": "mnist_cnn (Trainer)"}
+
+
 def one(path: str, args: argparse.Namespace) -> dict[str, float]:
     """What one fresh process measures for ``--one overhead <path>``."""
-    ms = plain_step_ms(args.root) if path == "plain" else project_step_ms(args.root, args.profile)
-    return {"step_ms": ms}
+    return {"step_ms": PATHS[path](args.root)}
 
 
 def table(args: argparse.Namespace) -> dict[str, float]:
-    """The per-step time of both paths, median of ``args.repeats`` alternating fresh processes each."""
+    """The per-step time of every path, median of ``args.repeats`` alternating fresh processes each, and their
+    ratios to the plain loop."""
     root = ["--root", args.root] if args.root else []
-    workers = {path: ["--one", "overhead", path, *root] for path in ("plain", "project")}
-    medians = alternating_medians(workers, args.repeats, "step_ms")
-    plain, project = medians["plain"]["step_ms"], medians["project"]["step_ms"]
+    workers = {path: ["--one", "overhead", path, *root] for path in PATHS}
+    medians = {
+        path: result["step_ms"] for path, result in alternating_medians(workers, args.repeats, "step_ms").items()
+    }
+    plain = medians["plain"]
     print(f"per-step time, batch {BATCH_SIZE}, {torch.get_num_threads()} CPU threads, median of {args.repeats}")
-    print(f"plain loop          {plain:.3f} ms")
-    print(f"mnist_cnn (Trainer) {project:.3f} ms")
-    print(f"difference          {project - plain:.3f} ms; ratio {project / plain:.2f}")
-    return {"plain_ms": plain, "project_ms": project, "difference_ms": project - plain, "ratio": project / plain}
+    for path, ms in medians.items():
+        print(f"{LABELS[path]:<20} {ms:.3f} ms; {ms - plain:.3f} ms over the plain loop, ratio {ms / plain:.2f}")
+    return {
+        **{f"{path}_ms": ms for path, ms in medians.items()},
+        **{f"{path}_ratio": ms / plain for path, ms in medians.items() if path != "plain"},
+    }
