@@ -128,6 +128,7 @@ def test_an_answer_below_the_threshold_is_flagged_uncertain(threshold: float) ->
     assert predictions.uncertain.tolist() == [False, True, False, True]
     labels, probabilities = predictions  # still the two arrays it always was
     assert labels is predictions.labels and probabilities is predictions.probabilities
+    assert predictions[0] is predictions.labels and predictions[-1] is predictions.probabilities
 
 
 def test_shipped_models_flag_below_their_own_threshold_and_other_checkpoints_below_the_default(

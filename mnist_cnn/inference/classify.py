@@ -25,8 +25,8 @@ RIGHT_FLAGGED_ALLOWED = 0.015  # the share of right answers on clean validation 
 @dataclass(frozen=True)
 class Predictions:
     """``labels`` (N,) predicted digits and ``probabilities`` (N, 10) softmax outputs, as numpy arrays;
-    ``confidence`` and ``uncertain`` (below the model's ``uncertain_below``) derive from them. Unpacks as
-    ``labels, probabilities = predictions``."""
+    ``confidence`` and ``uncertain`` (below the model's ``uncertain_below``) derive from them. Still unpacks and
+    indexes as the pair it once was: ``labels, probabilities = predictions``, ``predictions[1]``."""
 
     labels: np.ndarray
     probabilities: np.ndarray
@@ -34,6 +34,9 @@ class Predictions:
 
     def __iter__(self) -> Iterator[np.ndarray]:
         return iter((self.labels, self.probabilities))
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return (self.labels, self.probabilities)[index]
 
     @property
     def confidence(self) -> np.ndarray:
