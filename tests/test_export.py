@@ -23,9 +23,9 @@ def test_onnx_logits_match_pytorch(fake_root: Path, tmp_path: Path) -> None:
     inputs = normalize(images[:100])
     with torch.inference_mode():
         expected = load_network(verified_checkpoint("simple_cnn"))(inputs).numpy()
-    session = ort.InferenceSession(str(tmp_path / "digits.onnx"), providers=["CPUExecutionProvider"])
+    runtime = ort.InferenceSession(str(tmp_path / "digits.onnx"), providers=["CPUExecutionProvider"])
     for batch in (inputs, inputs[:1]):  # the batch dimension is dynamic
-        (logits,) = session.run(None, {"images": batch.numpy()})
+        (logits,) = runtime.run(None, {"images": batch.numpy()})
         np.testing.assert_allclose(logits, expected[: len(batch)], atol=1e-4, rtol=0)
 
 

@@ -44,9 +44,9 @@ def server() -> Server:
 
 @pytest.fixture()
 def client() -> requests.Session:
-    with requests.Session() as session:
-        session.headers["X-API-Key"] = KEY
-        yield session
+    with requests.Session() as http:
+        http.headers["X-API-Key"] = KEY
+        yield http
 
 
 def predict(client: requests.Session, server: Server, **kwargs: Any) -> requests.Response:
@@ -225,18 +225,18 @@ def test_2000_requests_from_32_clients_a_tenth_bad_no_5xx_no_drop_right_labels_m
     warm_up = 4 * clients
     before_health = requests.get(f"{server.url}/health").json()
 
-    def send(index: int, session: requests.Session) -> tuple[int, int, Any]:
+    def send(index: int, http: requests.Session) -> tuple[int, int, Any]:
         if index % 10 == 0:
-            response = predict(session, server, **BAD_UNDER_LOAD[index // 10 % len(BAD_UNDER_LOAD)])
+            response = predict(http, server, **BAD_UNDER_LOAD[index // 10 % len(BAD_UNDER_LOAD)])
             return index, response.status_code, response.json()["error"]
         digit = confident_digits[index % len(confident_digits)]
-        response = predict(session, server, **files(digit.png))
+        response = predict(http, server, **files(digit.png))
         return index, response.status_code, response.json()["predictions"][0]["label"] if response.ok else response.text
 
     def client_loop(number: int, indices: range) -> list[tuple[int, int, Any]]:
-        with requests.Session() as session:
-            session.headers["X-API-Key"] = KEY
-            return [send(index, session) for index in indices if index % clients == number]
+        with requests.Session() as http:
+            http.headers["X-API-Key"] = KEY
+            return [send(index, http) for index in indices if index % clients == number]
 
     with ThreadPoolExecutor(clients) as pool:  # warm-up: allocations for the largest batches happen now
         list(pool.map(client_loop, range(clients), [range(warm_up)] * clients))

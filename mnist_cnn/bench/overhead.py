@@ -128,6 +128,7 @@ def project_step_ms(root: str | None, profile: bool = False) -> float:
     from mnist_cnn.training.run import build_datamodule, build_module, build_trainer
 
     overrides = ["model=lenet5", "optimizer=adam", "data.augment=false", f"data.batch_size={BATCH_SIZE}", "test=false"]
+    # max_steps ends the run, after as many epochs as it takes; max_epochs only has to be larger than that
     overrides += ["trainer.max_epochs=1000", f"trainer.max_steps={STEPS + 1}", "trainer.limit_val_batches=1"]
     overrides += [
         "trainer.enable_progress_bar=false",

@@ -43,11 +43,11 @@ def onnx_classifier(network: nn.Module, threads: int) -> Classifier:
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     with tempfile.TemporaryDirectory() as folder:
         path = export_onnx(network, Path(folder) / "model.onnx", ONNX_OPSET)
-        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        runtime = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def probabilities(pixels: np.ndarray) -> np.ndarray:
         inputs = normalize(torch.from_numpy(pixels).unsqueeze(1)).numpy()
-        (logits,) = session.run(None, {INPUT_NAME: inputs})
+        (logits,) = runtime.run(None, {INPUT_NAME: inputs})
         return torch.from_numpy(logits).softmax(dim=1).numpy()
 
     return probabilities
