@@ -64,9 +64,11 @@ def project_epoch(
     callbacks: Sequence[Any] = (),
 ) -> dict[str, float]:
     """(c), or (e) with ``augment``: one epoch of this project's DataModule and LightningModule under
-    ``lightning.Trainer``, with ``callbacks`` besides the bench's timer."""
+    ``lightning.Trainer``, with ``callbacks`` besides the bench's timer and the default callback that keeps freed
+    host memory for the next step (the checkpoints, early stopping and learning-rate log are left out)."""
     import lightning as L  # only in (c)'s processes: (a) and (b) never load it
 
+    from mnist_cnn.training.host_memory import KeepFreedMemory
     from mnist_cnn.training.run import build_datamodule, build_module
 
     class EpochTimer(L.Callback):  # on the GPU: keeps the second (warm) epoch's time
@@ -85,7 +87,7 @@ def project_epoch(
         max_epochs=2 if accelerator == "gpu" else 1,
         limit_train_batches=math.ceil(images / scaled_batch), limit_val_batches=0, logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        callbacks=[timer, *callbacks],
+        callbacks=[timer, KeepFreedMemory(), *callbacks],
     )  # fmt: skip
     trainer.fit(build_module(cfg), datamodule=datamodule)
     seen = min(trainer.num_training_batches * scaled_batch, len(datamodule.datasets["train"]))
