@@ -18,7 +18,7 @@ from mnist_cnn.models import count_parameters, create_model, model_names
 def test_bench_compares_the_three_pipelines_and_writes_json(tmp_path: Path) -> None:
     root = write_fake_mnist(tmp_path / "data", num_train=5_300)  # room for the 5,000-image validation split
     out = tmp_path / "bench.json"
-    args = ("--root", str(root), "--images", "128", "--batch-size", "64", "--repeats", "1", "--json", str(out))
+    args = ("--root", str(root), "--images", "128", "--batch-size", "64", "--repeats", "2", "--json", str(out))
     result = run_cli("mnist_cnn.bench", *args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     (row,) = json.loads(out.read_text())
@@ -27,7 +27,11 @@ def test_bench_compares_the_three_pipelines_and_writes_json(tmp_path: Path) -> N
         measured = row[pipeline]
         assert measured["images"] == 128 and measured["seconds"] > 0 and measured["peak_rss_mb"] > 0
         assert measured["batch_size"] == 64  # trainer=cpu has batch_scale 1
+        fastest, slowest = measured["seconds_runs"]  # every run, lowest first; of two, the median is the upper
+        assert fastest <= slowest == measured["seconds"]
+        assert f"{fastest:.2f}-{slowest:.2f}" in result.stdout
     assert row["c/b"] == row["c"]["seconds"] / row["b"]["seconds"]
+    assert row["c/b fastest"] == row["c"]["seconds_runs"][0] / row["b"]["seconds_runs"][0]
     assert row["a/c"] == row["a"]["seconds"] / row["c"]["seconds"]
     assert "ratio (c)/(b)" in result.stdout and "ratio (a)/(c)" in result.stdout
     assert set(row["inference"]) == {"batch_1", "batch_1024"} and min(row["inference"].values()) > 0

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -46,9 +47,10 @@ class Stopwatch:
         return {"seconds": finished(self.device) - self.wall, "cpu_seconds": time.process_time() - self.cpu}
 
 
-def alternating_medians(workers: dict[str, list[str]], repeats: int, key: str) -> dict[str, dict[str, float]]:
+def alternating_medians(workers: dict[str, list[str]], repeats: int, key: str) -> dict[str, dict[str, Any]]:
     """For each named worker, the result with the median ``key`` of ``repeats`` fresh
-    ``python -m mnist_cnn.bench <arguments>`` processes, each printing its result as JSON on its last line.
+    ``python -m mnist_cnn.bench <arguments>`` processes, each printing its result as JSON on its last line, and
+    under ``<key>_runs`` every run's ``key``, lowest first (a median hides a bimodal spread).
 
     The workers take turns, round after round (a, b, a, b, ...), so that a slow spell of a shared machine
     falls on all of them alike; a fresh process has its own peak memory.
@@ -59,7 +61,11 @@ def alternating_medians(workers: dict[str, list[str]], repeats: int, key: str) -
             command = [sys.executable, "-m", "mnist_cnn.bench", *arguments]
             output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
             runs[name].append(json.loads(output.strip().splitlines()[-1]))
-    return {name: sorted(results, key=lambda run: run[key])[len(results) // 2] for name, results in runs.items()}
+    medians = {}
+    for name, results in runs.items():
+        results.sort(key=lambda run: run[key])
+        medians[name] = {**results[len(results) // 2], f"{key}_runs": [run[key] for run in results]}
+    return medians
 
 
 def wall_seconds(command: list[str], cwd: str, repeats: int) -> float:

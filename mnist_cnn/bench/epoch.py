@@ -165,7 +165,8 @@ def table(args: argparse.Namespace) -> list[dict]:
     results = []
     device = torch.cuda.get_device_name() if args.accelerator == "gpu" else f"{args.threads} CPU threads"
     print(f"one training epoch on {device}, median of {args.repeats} fresh processes per pipeline, taking turns")
-    print(f"{'model':<11} {'pipeline':<32} {'batch':>6} {'epoch s':>8} {'CPU s':>7} {'images/s':>9} {'peak MB':>8}")
+    header = f"{'model':<11} {'pipeline':<32} {'batch':>6} {'epoch s':>8} {'runs s':>13} {'CPU s':>7} {'images/s':>9}"
+    print(f"{header} {'peak MB':>8}")
     for model in args.models.split(","):
         row = {"model": model, "batch_size": args.batch_size, "accelerator": args.accelerator, "device": device}
         workers = {pipeline: worker_arguments(model, pipeline, args) for pipeline in args.pipelines}
@@ -173,7 +174,7 @@ def table(args: argparse.Namespace) -> list[dict]:
             row[pipeline] = measured
             print(
                 f"{model:<11} ({pipeline}) {PIPELINES[pipeline]:<28} {measured['batch_size']:>6} "
-                f"{measured['seconds']:>8.2f} {measured['cpu_seconds']:>7.2f} "
+                f"{measured['seconds']:>8.2f} {_spread(measured['seconds_runs']):>13} {measured['cpu_seconds']:>7.2f} "
                 f"{measured['images'] / measured['seconds']:>9.0f} "
                 f"{measured['peak_rss_mb']:>8.0f}"
             )
@@ -181,16 +182,25 @@ def table(args: argparse.Namespace) -> list[dict]:
             top, bottom = ratio.split("/")
             if top in row and bottom in row:
                 row[ratio] = row[top]["seconds"] / row[bottom]["seconds"]
-                print(f"{model:<11} ratio ({top})/({bottom}) = {row[ratio]:.2f}{meaning}")
+                row[f"{ratio} fastest"] = row[top]["seconds_runs"][0] / row[bottom]["seconds_runs"][0]
+                print(
+                    f"{model:<11} ratio ({top})/({bottom}) = {row[ratio]:.2f}{meaning}; "
+                    f"of the fastest runs {row[f'{ratio} fastest']:.2f}"
+                )
         if not args.no_inference:
             workers = {INFERENCE: worker_arguments(model, INFERENCE, args)}
             rates = alternating_medians(workers, args.repeats, "batch_1024")[INFERENCE]
-            row[INFERENCE] = {key: value for key, value in rates.items() if key.startswith("batch_")}
+            row[INFERENCE] = {key: rates[key] for key in ("batch_1", "batch_1024")}
             print(
                 f"{model:<11} inference images/s: batch 1 {rates['batch_1']:.0f}, batch 1024 {rates['batch_1024']:.0f}"
             )
         results.append(row)
     return results
+
+
+def _spread(runs: list[float]) -> str:
+    """The fastest and slowest run, ``"7.21-10.54"``."""
+    return f"{runs[0]:.2f}-{runs[-1]:.2f}"
 
 
 def worker_arguments(model: str, pipeline: str, args: argparse.Namespace) -> list[str]:
