@@ -124,7 +124,7 @@ def test_bench_overhead_times_the_plain_loop_the_trainer_alone_and_the_project(r
     result = run_cli("mnist_cnn.bench", *arguments, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     figures = json.loads(out.read_text())
-    assert all(figures[f"{path}_ms"] > 0 for path in ("plain", "trainer", "project"))
+    assert all(figures[f"{path}_runs"] == [figures[f"{path}_ms"]] > [0] for path in ("plain", "trainer", "project"))
     for path in ("trainer", "project"):
         assert figures[f"{path}_ratio"] == pytest.approx(figures[f"{path}_ms"] / figures["plain_ms"])
     assert [line.split("  ")[0] for line in result.stdout.splitlines()[1:4]] == [

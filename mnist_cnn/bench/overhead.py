@@ -166,14 +166,18 @@ def table(args: argparse.Namespace) -> dict[str, float]:
     ratios to the plain loop."""
     root = ["--root", args.root] if args.root else []
     workers = {path: ["--one", "overhead", path, *root] for path in PATHS}
-    medians = {
-        path: result["step_ms"] for path, result in alternating_medians(workers, args.repeats, "step_ms").items()
-    }
+    results = alternating_medians(workers, args.repeats, "step_ms")
+    medians = {path: result["step_ms"] for path, result in results.items()}
     plain = medians["plain"]
     print(f"per-step time, batch {BATCH_SIZE}, {torch.get_num_threads()} CPU threads, median of {args.repeats}")
     for path, ms in medians.items():
-        print(f"{LABELS[path]:<20} {ms:.3f} ms; {ms - plain:.3f} ms over the plain loop, ratio {ms / plain:.2f}")
+        runs = results[path]["step_ms_runs"]
+        print(
+            f"{LABELS[path]:<20} {ms:.3f} ms (runs {runs[0]:.3f}-{runs[-1]:.3f}); {ms - plain:.3f} ms over the plain "
+            f"loop, ratio {ms / plain:.2f}"
+        )
     return {
         **{f"{path}_ms": ms for path, ms in medians.items()},
+        **{f"{path}_runs": results[path]["step_ms_runs"] for path in medians},
         **{f"{path}_ratio": ms / plain for path, ms in medians.items() if path != "plain"},
     }
