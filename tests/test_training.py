@@ -101,7 +101,8 @@ def test_label_smoothing_softens_the_training_loss_only() -> None:
 
 def test_predict_takes_pixels_in_every_form_like_keras_and_forward_says_what_it_takes() -> None:
     model = MNISTClassifier("lenet5").eval()
-    pixels = np.random.default_rng(0).integers(0, 256, (6, 28, 28), dtype=np.uint8)
+    rng = np.random.default_rng(0)  # ink on a third of the pixels, the rest black: MNIST-formatted digits
+    pixels = np.where(rng.random((6, 28, 28)) < 0.3, rng.integers(1, 256, (6, 28, 28)), 0).astype(np.uint8)
     probabilities = model.predict(pixels)
     assert isinstance(probabilities, np.ndarray) and probabilities.shape == (6, 10)
     np.testing.assert_allclose(model.predict(pixels[..., None] / 255.0), probabilities, atol=1e-5)

@@ -13,15 +13,66 @@ from typing import Any
 import numpy as np
 import torch
 
+from mnist_cnn.data.augment import maximum_filter
+
 MEAN, STD = 0.1307, 0.3081  # of the 60k training images, pixels scaled to [0, 1]
 SIZE = 28
 SHAPES = "(N, 28, 28), (N, 1, 28, 28) or (N, 28, 28, 1)"
+BACKGROUND_SIZE = 9  # pixels: wider than any stroke of a 28 × 28 digit, narrower than haze and shading
+
+
+def unit_floats(images: torch.Tensor) -> torch.Tensor:
+    """Pixels (uint8 in 0-255, or floats in 0-1) as float32 in 0-1."""
+    return images.float().div_(255) if not images.is_floating_point() else images.float()
 
 
 def normalize(images: torch.Tensor) -> torch.Tensor:
     """Pixels (uint8 in 0-255, or floats in 0-1) to the float input the models expect."""
-    images = images.float().div_(255) if not images.is_floating_point() else images.float()
-    return (images - MEAN) / STD
+    return (unit_floats(images) - MEAN) / STD
+
+
+def standardize(images: torch.Tensor) -> torch.Tensor:
+    """Pixels (N, 1, H, W) as float32 in 0-1 with light ink on a black background, as MNIST's digits are.
+
+    An image whose ink is darker than its background (see ``ink_is_dark``) is inverted. An image whose
+    background is above black (grey paper, a brightened or hazy image: the median of its pixels, of its middle
+    rows and of its middle columns are all above black) keeps only what is narrower than ``BACKGROUND_SIZE``
+    pixels (the strokes; a grey top-hat), stretched to full ink. MNIST's digits, whose median pixel is black,
+    pass unchanged.
+    """
+    images = unit_floats(images)
+    images = torch.where(ink_is_dark(images).view(-1, 1, 1, 1), 1 - images, images)
+    height, width = images.shape[-2:]
+    middle_rows, middle_cols = images[..., height // 4 : -(height // 4), :], images[..., width // 4 : -(width // 4)]
+    medians = [part.flatten(1).median(dim=1).values for part in (images, middle_rows, middle_cols)]
+    lifted = torch.stack(medians).amin(dim=0).view(-1, 1, 1, 1) > 0
+    background = maximum_filter(-maximum_filter(-images, BACKGROUND_SIZE), BACKGROUND_SIZE)  # a grey opening
+    strokes = images - background
+    strokes = strokes / strokes.amax(dim=(1, 2, 3), keepdim=True).clamp(min=1e-3)
+    return torch.where(lifted, strokes, images)
+
+
+def ink_is_dark(images: torch.Tensor) -> torch.Tensor:
+    """(N,) bools: each image of float pixels (N, 1, H, W) holds dark ink on a lighter background.
+
+    The pixels that depart from the median (the background) depart below it by more in all than above, and
+    each of the four edges is background rather than ink (its median is nearer the image's median than its
+    darkest pixels): bright bands along two sides of a dark image do not make it one of dark ink.
+    """
+    pixels = images.flatten(1)
+    background = pixels.median(dim=1, keepdim=True).values
+    departure = pixels - background
+    darker = departure.clamp(max=0).sum(dim=1).neg() > departure.clamp(min=0).sum(dim=1)
+    ink = pixels.kthvalue(max(1, pixels.shape[1] // 20), dim=1, keepdim=True).values  # the darkest 5 %
+    edges = torch.stack([images[:, 0, 0], images[:, 0, -1], images[:, 0, :, 0], images[:, 0, :, -1]], dim=1)
+    edge_level = edges.median(dim=2).values
+    framed = ((edge_level - background).abs() < (edge_level - ink).abs()).all(dim=1)
+    return darker & framed
+
+
+def prepared(pixels: torch.Tensor) -> torch.Tensor:
+    """Pixels of any polarity and background as the normalised float input of the models."""
+    return normalize(standardize(pixels))
 
 
 def image_batch(images: Any, normalized: bool = False) -> torch.Tensor:
@@ -70,6 +121,7 @@ def checked_pixels(pixels: torch.Tensor) -> torch.Tensor:
 
 
 def model_input(images: Any, normalized: bool = False) -> torch.Tensor:
-    """``images`` in any accepted form as the normalised (N, 1, 28, 28) float input of the models."""
+    """``images`` in any accepted form as the normalised (N, 1, 28, 28) float input of the models, standardised
+    first (see ``standardize``) unless they are already normalised."""
     batch = image_batch(images, normalized)
-    return batch if normalized else normalize(batch)
+    return batch if normalized else prepared(batch)

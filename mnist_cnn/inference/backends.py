@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mnist_cnn.data.pixels import normalize
+from mnist_cnn.data.pixels import prepared
 from mnist_cnn.inference.classify import classify
 from mnist_cnn.inference.onnx import INPUT_NAME, export_onnx
 
@@ -46,7 +46,7 @@ def onnx_classifier(network: nn.Module, threads: int) -> Classifier:
         runtime = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def probabilities(pixels: np.ndarray) -> np.ndarray:
-        inputs = normalize(torch.from_numpy(pixels).unsqueeze(1)).numpy()
+        inputs = prepared(torch.from_numpy(pixels).unsqueeze(1)).numpy()
         (logits,) = runtime.run(None, {INPUT_NAME: inputs})
         return torch.from_numpy(logits).softmax(dim=1).numpy()
 

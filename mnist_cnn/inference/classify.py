@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from mnist_cnn.data.pixels import SIZE, image_batch, normalize
+from mnist_cnn.data.pixels import SIZE, image_batch, prepared
 from mnist_cnn.inference.images import MAX_PIXELS, ImageInput, to_mnist
 
 # A prediction whose probability is below a model's threshold is flagged uncertain. Each shipped model has its own
@@ -112,7 +112,7 @@ def batched_logits(
     device = next(model.parameters(), torch.empty(0)).device
     try:
         batches = (batch.to(device) for batch in images.split(batch_size))
-        inputs = (batch.float() if normalized else normalize(batch) for batch in batches)
+        inputs = (batch.float() if normalized else prepared(batch) for batch in batches)
         return torch.cat([model(batch).float().cpu() for batch in inputs])
     finally:
         model.train(was_training)
