@@ -49,6 +49,7 @@ class DataConfig:
     contrast: float = MISSING
     noise_std: float = MISSING
     impulse_fraction: float = MISSING
+    corrupt_prob: float = MISSING
     on_device: bool = MISSING
 
 
@@ -176,6 +177,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.elastic_alpha": _NON_NEGATIVE,
     "data.elastic_sigma": _POSITIVE,
     "data.degrade_prob": (_number(lambda value: 0 <= value <= 1), "a probability in [0, 1]"),
+    "data.corrupt_prob": (_number(lambda value: 0 <= value <= 1), "a probability in [0, 1]"),
     "data.stroke_width": (_number(lambda value: 0 <= value <= 1), "a number of pixels in [0, 1]"),
     "data.min_resolution": (_number(lambda value: 4 <= value <= 28), "a whole number of pixels in [4, 28]"),
     "data.blur_sigma": _NON_NEGATIVE,

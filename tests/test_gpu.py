@@ -10,8 +10,10 @@ import pytest
 import torch
 from conftest import run_cli
 
+from mnist_cnn import MNISTClassifier, MNISTDataModule
 from mnist_cnn.config import compose_config, validate
-from mnist_cnn.training.run import build_datamodule, build_module
+from mnist_cnn.training.module import NonFiniteLossError
+from mnist_cnn.training.run import build_datamodule, build_module, warm_up
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -52,3 +54,38 @@ def test_train_cli_on_the_gpu_learns_the_generated_digits(fake_root: Path, tmp_p
     record = json.loads(record_file.read_text())
     assert record["machine"] == torch.cuda.get_device_name()
     assert record["metrics"]["test_acc"] > 0.9
+
+
+class PoisonWeightsMidEpoch(L.Callback):
+    """Turns a weight into NaN at the second epoch's third batch, as a diverging run would."""
+
+    def on_train_batch_start(self, trainer: L.Trainer, module: L.LightningModule, batch: object, index: int) -> None:
+        if trainer.current_epoch == 1 and index == 2:
+            with torch.no_grad():
+                next(module.parameters()).fill_(float("nan"))
+
+
+def test_divergence_on_the_gpu_stops_at_the_epoch_end_before_any_checkpoint_holds_it(
+    fake_root: Path, tmp_path: Path
+) -> None:
+    checkpoint = L.pytorch.callbacks.ModelCheckpoint(dirpath=tmp_path, save_last=True)
+    trainer = L.Trainer(
+        accelerator="gpu", devices=1, max_epochs=3, logger=False, enable_progress_bar=False,
+        callbacks=[checkpoint, PoisonWeightsMidEpoch()],
+    )  # fmt: skip
+    with pytest.raises(NonFiniteLossError, match=r"became NaN or infinite in epoch 1; training stopped before"):
+        trainer.fit(MNISTClassifier("lenet5"), datamodule=MNISTDataModule(root=str(fake_root), val_size=100))
+    saved = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    assert saved["epoch"] == 0 and all(torch.isfinite(value).all() for value in saved["state_dict"].values())
+
+
+def test_warm_up_runs_a_throwaway_step_on_the_gpu_and_leaves_model_and_random_state_alone(fake_root: Path) -> None:
+    cfg = validate(compose_config("experiment=speedrun", "model=lenet5", f"data.root={fake_root}", "data.val_size=100"))
+    module, datamodule = build_module(cfg), build_datamodule(cfg)
+    weights = {name: value.clone() for name, value in module.state_dict().items()}
+    trainer = L.Trainer(accelerator="gpu", devices=1, precision=cfg.trainer["precision"], logger=False)
+    cpu_state, gpu_state = torch.get_rng_state(), torch.cuda.get_rng_state()
+    warm_up(trainer, module, datamodule)
+    assert torch.equal(torch.get_rng_state(), cpu_state) and torch.equal(torch.cuda.get_rng_state(), gpu_state)
+    assert all(torch.equal(value, weights[name]) for name, value in module.state_dict().items())
+    assert all(split.images.is_cuda for split in datamodule.datasets.values())  # the data already moved there

@@ -88,27 +88,27 @@ def random_degradation(
     noise_std: float = 0.0,
     impulse_fraction: float = 0.0,
 ) -> torch.Tensor:
-    """Make a random ``probability`` share of the images look photographed or scanned, each at its own random
-    strengths up to the given ones, in this order: strokes thicker or thinner by up to ``stroke_width`` pixels
+    """Make a ``probability`` share of the images (the batch's first: it must be in random order, as a shuffled
+    training batch is) look photographed or scanned, each at its own random strengths up to the given ones, in
+    this order: strokes thicker or thinner by up to ``stroke_width`` pixels
     (at most 1), scanned at ``min_resolution``-28 pixels and scaled back, a Gaussian blur of up to ``blur_sigma``
     pixels, the range squeezed to a share of at least ``1 - contrast`` and lifted off black (grey paper), Gaussian
     noise of up to ``noise_std`` and salt-and-pepper on up to ``impulse_fraction`` of the pixels.
 
     ``images`` is a float batch (N, 1, H, W) in [0, 1] with a black background (before normalisation); so is the
-    result. Images not drawn, and any option at its default, are left as they are.
+    result. The other images, and any option at its default, are left as they are.
     """
-    chosen = torch.rand(len(images), device=images.device) < probability
-    if not chosen.any():
+    n = round(probability * len(images))  # counted on the host: a batch on a GPU is not waited for
+    if n == 0:
         return images
-    degraded = images[chosen]
-    n = len(degraded)
+    degraded = images[:n]
 
     def strength(bound: float) -> torch.Tensor:  # (n, 1, 1, 1) uniform in [0, bound]
         return torch.rand(n, 1, 1, 1, device=images.device, dtype=images.dtype) * bound
 
     if stroke_width > 0:
         amount = strength(2 * min(stroke_width, 1.0)) - min(stroke_width, 1.0)  # < 0 thins, > 0 thickens
-        thicker, thinner = maximum_3x3(degraded), -maximum_3x3(-degraded)
+        thicker, thinner = maximum_filter(degraded), -maximum_filter(-degraded)
         degraded = degraded + amount.clamp(min=0) * (thicker - degraded) + amount.clamp(max=0) * (degraded - thinner)
     if min_resolution < degraded.shape[-1]:
         degraded = rescanned(degraded, min_resolution)
@@ -123,17 +123,25 @@ def random_degradation(
         hit = torch.rand_like(degraded) < strength(impulse_fraction)
         degraded = torch.where(hit, (torch.rand_like(degraded) < 0.5).to(degraded.dtype), degraded)
     result = images.clone()
-    result[chosen] = degraded.clamp(0, 1)
+    result[:n] = degraded.clamp(0, 1)
     return result
 
 
-def maximum_3x3(images: torch.Tensor) -> torch.Tensor:
-    """Each pixel's largest 3×3 neighbour (edge pixels repeated): a grey dilation by one pixel.
+def maximum_filter(images: torch.Tensor, size: int = 3) -> torch.Tensor:
+    """Each pixel's largest neighbour in the ``size`` × ``size`` square around it (edge pixels repeated): a grey
+    dilation; ``-maximum_filter(-images)`` is the erosion.
 
-    As two passes of shifted maxima, because ``F.max_pool2d`` with stride 1 is ten times slower on CPUs."""
-    padded = F.pad(images, (1, 1, 1, 1), mode="replicate")
-    rows = torch.maximum(torch.maximum(padded[..., :-2, :], padded[..., 1:-1, :]), padded[..., 2:, :])
-    return torch.maximum(torch.maximum(rows[..., :-2], rows[..., 1:-1]), rows[..., 2:])
+    As two passes of shifted maxima, because ``F.max_pool2d`` with stride 1 is twenty times slower on CPUs."""
+    radius = size // 2
+    height, width = images.shape[-2:]
+    padded = F.pad(images, (radius, radius, radius, radius), mode="replicate")
+    rows = padded[..., :height, :]
+    for offset in range(1, size):
+        rows = torch.maximum(rows, padded[..., offset : offset + height, :])
+    result = rows[..., :width]
+    for offset in range(1, size):
+        result = torch.maximum(result, rows[..., offset : offset + width])
+    return result
 
 
 def rescanned(images: torch.Tensor, min_resolution: int) -> torch.Tensor:

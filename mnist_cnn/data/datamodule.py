@@ -14,8 +14,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from mnist_cnn.data.augment import random_degradation, random_distortion
+from mnist_cnn.data.corrupt import random_corruption
 from mnist_cnn.data.files import Split, ensure_mnist, read_test_split, read_train_split
-from mnist_cnn.data.pixels import normalize
+from mnist_cnn.data.pixels import normalize, standardize
 
 
 class TensorBatches(Dataset[Split]):
@@ -44,21 +45,22 @@ def _whole_batch(batch: Split) -> Split:
 
 
 class BatchOrder(Sampler[torch.Tensor]):
-    """An epoch's batches as index tensors: one permutation drawn per epoch (from torch's global generator, so a
-    seed or a restored random state replays it), split into batches; no per-index Python work.
+    """An epoch's batches as index tensors on ``device``: one permutation drawn per epoch (from torch's global
+    generator, so a seed or a restored random state replays it), moved there once, split into batches; no
+    per-index Python work, and no copy to a GPU (which waits for it) per batch.
 
     Written by hand because PyTorch's ``BatchSampler`` builds a Python list of ints for every batch.
     """
 
-    def __init__(self, size: int, batch_size: int, shuffle: bool) -> None:
-        self.size, self.batch_size, self.shuffle = size, batch_size, shuffle
+    def __init__(self, size: int, batch_size: int, shuffle: bool, device: torch.device | None = None) -> None:
+        self.size, self.batch_size, self.shuffle, self.device = size, batch_size, shuffle, device
 
     def __len__(self) -> int:
         return math.ceil(self.size / self.batch_size)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
         order = torch.randperm(self.size) if self.shuffle else torch.arange(self.size)
-        return iter(order.split(self.batch_size))
+        return iter(order.to(self.device).split(self.batch_size))
 
 
 class MNISTDataModule(L.LightningDataModule):
@@ -88,6 +90,7 @@ class MNISTDataModule(L.LightningDataModule):
         contrast: float = 0.0,
         noise_std: float = 0.0,
         impulse_fraction: float = 0.0,
+        corrupt_prob: float = 0.0,
         on_device: bool = True,
     ) -> None:
         super().__init__()
@@ -114,7 +117,7 @@ class MNISTDataModule(L.LightningDataModule):
         dataset = self.datasets[split]
         if self.trainer is not None and self.trainer.world_size > 1:  # Lightning hands each process its share
             return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=_whole_batch)
-        order = BatchOrder(len(dataset), batch_size, shuffle)
+        order = BatchOrder(len(dataset), batch_size, shuffle, dataset.images.device)
         return DataLoader(dataset, batch_sampler=order, collate_fn=_whole_batch)
 
     def train_dataloader(self) -> DataLoader[Split]:
@@ -141,4 +144,7 @@ class MNISTDataModule(L.LightningDataModule):
                 images, hp.degrade_prob, hp.stroke_width, hp.min_resolution, hp.blur_sigma, hp.contrast, hp.noise_std,
                 hp.impulse_fraction,
             )  # fmt: skip
+            images = random_corruption(images, hp.corrupt_prob)
+            if hp.degrade_prob > 0 or hp.corrupt_prob > 0:  # as predict sees such images (MNIST's pass unchanged)
+                images = standardize(images)
         return normalize(images), labels

@@ -34,7 +34,7 @@ FUSED_OPTIMIZERS = ("torch.optim.Adam", "torch.optim.AdamW", "torch.optim.SGD")
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The training loss became NaN or infinite; raised before the step, so no checkpoint holds it."""
+    """The training loss became NaN or infinite; raised before any checkpoint holds the weights it made."""
 
 
 class MNISTClassifier(L.LightningModule):
@@ -95,6 +95,9 @@ class MNISTClassifier(L.LightningModule):
         self._sums: dict[str, torch.Tensor] = {}
         self._counts: dict[str, int] = {}
         self._epoch_metrics: dict[int, dict[str, float]] = {}
+        # On a GPU, whether this epoch's training loss was ever non-finite, kept on the device and read once per
+        # epoch: reading it every step would make the host wait for the GPU at every step.
+        self._diverged: torch.Tensor | None = None
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> MNISTClassifier:
@@ -205,12 +208,29 @@ class MNISTClassifier(L.LightningModule):
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         loss = self._step(batch, "train")
-        if not torch.isfinite(loss):
+        if loss.device.type != "cpu":
+            diverged = ~torch.isfinite(loss.detach())
+            self._diverged = diverged if self._diverged is None else self._diverged | diverged
+        elif not torch.isfinite(loss):
             raise NonFiniteLossError(
                 f"the training loss is {loss.item()} at epoch {self.current_epoch}, step {self.global_step}; "
                 "training stopped before applying it (try a lower optimizer.lr)"
             )
         return loss
+
+    def _stop_if_diverged(self) -> None:
+        """Raise ``NonFiniteLossError`` if the training loss was non-finite in this epoch (read on a GPU once per
+        epoch, before the epoch's weights are validated or saved)."""
+        diverged, self._diverged = self._diverged, None
+        if diverged is not None and bool(diverged):
+            raise NonFiniteLossError(
+                f"the training loss became NaN or infinite in epoch {self.current_epoch}; training stopped before "
+                "its weights were validated or saved (try a lower optimizer.lr)"
+            )
+
+    def on_validation_start(self) -> None:
+        if not self.trainer.sanity_checking:
+            self._stop_if_diverged()
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._step(batch, "val")
@@ -219,6 +239,7 @@ class MNISTClassifier(L.LightningModule):
         self._step(batch, "test")
 
     def on_train_epoch_end(self) -> None:
+        self._stop_if_diverged()
         self._log_epoch("train")
 
     def on_validation_epoch_end(self) -> None:

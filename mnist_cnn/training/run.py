@@ -206,6 +206,22 @@ def _start_from_weights(cfg: TrainConfig, module: MNISTClassifier) -> None:
     module.load_state_dict(read_checkpoint(path)["state_dict"])
 
 
+def warm_up(trainer: L.Trainer, module: MNISTClassifier, datamodule: MNISTDataModule) -> None:
+    """On one GPU, a training step of a throwaway copy of ``module`` (no schedule), in ``trainer``'s precision,
+    leaving the random state as it was: CUDA's one-off start-up (its context, libraries, and kernels loaded on
+    their first use) is then done before fitting starts, so the fit time measures training alone."""
+    device = trainer.strategy.root_device
+    if device.type != "cuda" or trainer.world_size > 1:
+        return
+    with torch.random.fork_rng(devices=[device]):
+        throwaway = MNISTClassifier(**{**module.hparams, "scheduler": None})
+        L.Trainer(
+            accelerator="gpu", devices=1, precision=trainer.precision, max_steps=1, limit_val_batches=0,
+            num_sanity_val_steps=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+            enable_model_summary=False,
+        ).fit(throwaway, datamodule=datamodule)  # fmt: skip
+
+
 def train(cfg: TrainConfig, run_dir: Path, segment: Path) -> TrainResult:
     """Fit ``cfg``'s model in ``run_dir``, keep its best and last checkpoints, and test the best one (the last
     without validation); this segment's result and report go to ``segment``. Everything is checked and every
@@ -224,6 +240,7 @@ def train(cfg: TrainConfig, run_dir: Path, segment: Path) -> TrainResult:
         datamodule.setup("test")
     interrupt = GracefulInterrupt(run_dir / LAST)
     trainer = build_trainer(cfg, run_dir, segment, interrupt)
+    warm_up(trainer, module, datamodule)
 
     start = time.perf_counter()
     try:
