@@ -29,10 +29,10 @@ def test_no_corruption_leaves_the_batch_itself(digits: torch.Tensor) -> None:
     assert random_corruption(digits, 0.01) is digits  # round(0.01 * 16) = 0 images
 
 
-def test_the_batch_s_first_share_is_corrupted_and_the_rest_left_alone(digits: torch.Tensor) -> None:
+def test_the_batch_s_last_share_is_corrupted_and_the_rest_left_alone(digits: torch.Tensor) -> None:
     out = random_corruption(digits, 0.5)
     changed = (out != digits).flatten(1).any(dim=1)
-    assert changed[:8].sum() >= 7 and not changed[8:].any()  # a blur of an empty region may change nothing
+    assert changed[8:].all() and not changed[:8].any()
     assert out.min() >= 0 and out.max() <= 1 and out.shape == digits.shape
 
 

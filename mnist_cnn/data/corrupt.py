@@ -43,13 +43,15 @@ SHIFT = 4.0  # pixels
 def random_corruption(images: torch.Tensor, probability: float, kinds: tuple[str, ...] = KINDS) -> torch.Tensor:
     """Corrupt a ``probability`` share of ``images``, in equal parts by each of ``kinds``.
 
-    The batch's first images are the ones corrupted, so the batch must be in random order (a shuffled training
-    batch is): the shares are counted on the host, so a batch on a GPU is corrupted without waiting for it."""
+    The batch's last images are the ones corrupted (the degradations of ``augment.py`` take the first), so the
+    batch must be in random order, as a shuffled training batch is: the shares are counted on the host, so a
+    batch on a GPU is corrupted without waiting for it."""
     count = round(probability * len(images))
     if count == 0 or not kinds:
         return images
     result = images.clone()
-    bounds = [round(count * part / len(kinds)) for part in range(len(kinds) + 1)]
+    first = len(images) - count
+    bounds = [first + round(count * part / len(kinds)) for part in range(len(kinds) + 1)]
     for name, start, stop in zip(kinds, bounds[:-1], bounds[1:]):
         if stop > start:
             result[start:stop] = CORRUPTIONS[name](images[start:stop]).clamp(0, 1)
