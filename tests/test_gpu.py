@@ -80,7 +80,7 @@ def test_divergence_on_the_gpu_stops_at_the_epoch_end_before_any_checkpoint_hold
 
 
 def test_warm_up_runs_a_throwaway_step_on_the_gpu_and_leaves_model_and_random_state_alone(fake_root: Path) -> None:
-    cfg = validate(compose_config("experiment=speedrun", "model=lenet5", f"data.root={fake_root}", "data.val_size=100"))
+    cfg = validate(compose_config("experiment=speedrun", f"data.root={fake_root}", "data.val_size=100"))
     module, datamodule = build_module(cfg), build_datamodule(cfg)
     weights = {name: value.clone() for name, value in module.state_dict().items()}
     trainer = L.Trainer(accelerator="gpu", devices=1, precision=cfg.trainer["precision"], logger=False)

@@ -13,7 +13,7 @@ from conftest import run_cli
 from PIL import Image, ImageDraw
 
 from mnist_cnn.bench import corruptions
-from mnist_cnn.bench.robustness import chosen_thresholds, render_condition
+from mnist_cnn.bench.robustness import chosen_thresholds, mnist_c_table, render_condition, score_mnist_c
 from mnist_cnn.data.files import read_test_split
 from mnist_cnn.inference.classify import choose_uncertain_below, classify
 from mnist_cnn.weights.checkpoints import load_network
@@ -128,3 +128,19 @@ def test_the_best_shipped_model_reads_photo_like_test_digits(real_root: Path) ->
         right.append((predictions.labels == labels) & ~condition.refused)
     accuracy = np.concatenate(right).mean()
     assert accuracy >= 0.97, f"{best}: {accuracy:.1%} of photo-like renderings right"
+
+
+def test_mnist_c_file_is_scored_per_corruption_with_the_mean_over_the_corruptions_only(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    labels = np.arange(20, dtype=np.uint8) % 10
+    clean = np.where(rng.random((20, 28, 28)) < 0.2, 255, 0).astype(np.uint8)
+    path = tmp_path / "mnist_c.npz"
+    np.savez(path, labels=labels, identity=clean, stripe=clean, canny_edges=np.zeros_like(clean))
+    results = score_mnist_c(path, ["lenet5"])
+    accuracy = results["models"]["lenet5"]["accuracy"]
+    assert list(accuracy) == ["identity", "stripe", "canny_edges"] and results["count"] == 20
+    assert accuracy["stripe"] == accuracy["identity"]  # the same arrays score the same
+    assert results["models"]["lenet5"]["mean"] == pytest.approx((accuracy["stripe"] + accuracy["canny_edges"]) / 2)
+    table = mnist_c_table(results).splitlines()
+    assert table[0] == "| MNIST-C | lenet5 |" and table[2].startswith("| clean (not in the mean) |")
+    assert table[-1].startswith("| *mean over the corruptions* |") and "| canny edges |" in table[4]

@@ -15,6 +15,9 @@ from pathlib import Path
 from mnist_cnn.cli import fail, quiet_libraries
 from mnist_cnn.errors import MissingExtraError, missing_extra
 
+# MNIST-C itself (Mu & Gilmer 2019, made with its own code) on the first 2,000 test digits, beside a checkout
+MNIST_C_FILE = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist_c" / "mnist_c_test_0-1999.npz"
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line of ``python -m mnist_cnn.bench``."""
@@ -57,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--count", type=int, default=300, help="--robustness: digits per condition (default: 300)")
     parser.add_argument("--seed", type=int, default=0, help="--robustness: which digits and renderings")
+    parser.add_argument(
+        "--mnist-c", default=str(MNIST_C_FILE), metavar="PATH",
+        help="--robustness: MNIST-C's npz file, scored too when present (default: ../shared/data/mnist_c/ beside a "
+        "checkout); '' skips it",
+    )  # fmt: skip
     parser.add_argument(
         "--ckpt", action="append", default=[], metavar="PATH",
         help="--robustness: also score this checkpoint file or run dir beside the shipped models (repeatable)",

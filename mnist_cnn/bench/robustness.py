@@ -38,6 +38,7 @@ GROUPS = {
 }
 EXAMPLES = 5  # renderings per condition on the sheet
 UNALTERED = 5000  # digits scored as they are, for the share of right answers flagged uncertain
+MNIST_C_CLEAN = "identity"  # the file's clean digits, scored beside its corruptions but not in their mean
 
 
 @dataclass
@@ -158,6 +159,37 @@ def run(count: int, digits: str, root: str | None, seed: int, sheet: Path | None
     }
 
 
+def score_mnist_c(path: Path, names: list[str]) -> dict:
+    """Accuracy of each model in ``names`` (shipped names, checkpoint files or run dirs) on every corruption of the
+    MNIST-C file at ``path``, fed as the 28×28 arrays they are (as ``MNISTClassifier.predict`` takes them), and
+    the mean over its corruptions (its clean digits are scored apart)."""
+    data = np.load(path)
+    labels = data["labels"]
+    keys = [key for key in data.files if key != "labels"]
+    scores = {}
+    for name in names:
+        network = load_network(resolve_checkpoint(name)).to(memory_format=torch.channels_last)
+        accuracy = {key: float((classify(network, torch.from_numpy(data[key]).unsqueeze(1)).labels == labels).mean())
+                    for key in keys}  # fmt: skip
+        corrupted = [value for key, value in accuracy.items() if key != MNIST_C_CLEAN]
+        scores[name] = {"accuracy": accuracy, "mean": float(np.mean(corrupted))}
+    return {"file": str(path), "count": len(labels), "models": scores}
+
+
+def mnist_c_table(results: dict) -> str:
+    """The MNIST-C scores as a Markdown table: one row per corruption, one column per model, then the mean."""
+    names = list(results["models"])
+    keys = list(next(iter(results["models"].values()))["accuracy"])
+    lines = [f"| MNIST-C | {' | '.join(names)} |", f"|---|{'---:|' * len(names)}"]
+    for key in keys:
+        cells = (results["models"][name]["accuracy"][key] for name in names)
+        label = "clean (not in the mean)" if key == MNIST_C_CLEAN else key.replace("_", " ")
+        lines.append(f"| {label} | {' | '.join(f'{cell:.2%}' for cell in cells)} |")
+    means = (results["models"][name]["mean"] for name in names)
+    lines.append(f"| *mean over the corruptions* | {' | '.join(f'*{mean:.2%}*' for mean in means)} |")
+    return "\n".join(lines)
+
+
 def table(results: dict) -> str:
     """The results as a Markdown table: one row per condition, one column per model, then the group means."""
     names = list(results["models"])
@@ -243,4 +275,11 @@ def report(args: argparse.Namespace) -> dict:
     if args.digits == "val":
         print("\n" + "\n".join(chosen_thresholds(results)))
     print(f"\nwrote {args.sheet}; {results['render_s']:.0f} s rendering, {results['total_s']:.0f} s in all")
+    mnist_c = Path(args.mnist_c) if args.mnist_c else None
+    if args.digits == "test" and mnist_c is not None and mnist_c.is_file():
+        results["mnist_c"] = score_mnist_c(mnist_c, list(results["models"]))
+        print(f"\nMNIST-C ({results['mnist_c']['count']:,} test digits, {mnist_c}), as arrays:\n")
+        print(mnist_c_table(results["mnist_c"]))
+    elif args.digits == "test":
+        print(f"\nno MNIST-C file at {mnist_c}: --mnist-c PATH scores it")
     return summary(results)
