@@ -170,10 +170,8 @@ class MNISTDataModule(L.LightningDataModule):
         if hp.on_device and device.type == "cuda":
             self.datasets = {name: dataset.to(device) for name, dataset in self.datasets.items()}
 
-    def _loader(self, split: str, shuffle: bool = False) -> DataLoader[Split] | list[DataLoader[Split]]:
+    def _loader(self, split: str, shuffle: bool = False) -> DataLoader[Split]:
         if split not in self.datasets and not self.reads_files:
-            if split == "val":
-                return []  # Lightning then skips validation
             raise ValueError(f"no {split} arrays: pass {split}=(x_{split}, y_{split}) to MNISTDataModule.from_arrays")
         batch_size = self.hparams.batch_size if split == "train" else self.hparams.eval_batch_size
         dataset = self.datasets[split]
@@ -185,7 +183,9 @@ class MNISTDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader[Split]:
         return self._loader("train", shuffle=True)
 
-    def val_dataloader(self) -> DataLoader[Split]:
+    def val_dataloader(self) -> DataLoader[Split] | list[DataLoader[Split]]:
+        if "val" not in self.datasets and not self.reads_files:
+            return []  # arrays given without a validation set: Lightning skips validation
         return self._loader("val")
 
     def test_dataloader(self) -> DataLoader[Split]:
