@@ -50,7 +50,9 @@ class MNISTClassifier(L.LightningModule):
     Every argument is plain data and is saved as a hyperparameter, so
     ``MNISTClassifier.load_from_checkpoint(path)`` rebuilds the model with no other input. ``forward`` takes
     normalised images and returns logits; ``predict`` takes pixels and returns probabilities.
-    ``history`` holds every epoch's losses and accuracies, like Keras' ``History.history``.
+    ``history`` holds every epoch's losses and accuracies, like Keras' ``History.history``. A fit trains in train
+    mode whatever mode the module is in (``from_pretrained`` returns it in eval mode); validation and test run in
+    eval mode.
     ``predict_images`` flags answers below ``uncertain_below`` as uncertain (a shipped model has its own).
     """
 
