@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import sys
 import warnings
 from collections.abc import Callable
@@ -17,16 +18,21 @@ from typing import Any, NoReturn
 
 import hydra
 from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from mnist_cnn.config import did_you_mean
+from mnist_cnn.config import did_you_mean, did_you_mean_inside
 from mnist_cnn.errors import EXIT_BAD_INPUT, EXIT_SOME_FAILED, UserError
 from mnist_cnn.resources import CONF_DIR
 
 Task = Callable[[DictConfig], Any]
 # Options of Hydra's own groups that the sweep extra's plugins add.
 EXTRA_OPTIONS = {"hydra/sweeper": ("optuna",), "hydra/launcher": ("joblib", "submitit_local", "submitit_slurm")}
+# OmegaConf's message for a key that a config (a dict node, or a typed schema) does not have.
+UNKNOWN_KEY = re.compile(r"Key '[^']*' (is )?not in ")
+# Hydra's message for ``group=option`` when this command's config has no such group; it advises ``+group=...``.
+NOT_IN_DEFAULTS = re.compile(r"Could not override '([^']+)'\. No match in the defaults list.*use \+(\S+)", re.DOTALL)
+NOT_GROUP_HINTS = {"model": "the model is the one ckpt_path names, whose checkpoint holds its architecture"}
 QUIET_LOGGERS = (
     "lightning.pytorch.utilities.rank_zero",  # "GPU available: ...", the LitLogger tip, "Trainer(...) was configured"
     "lightning.pytorch.trainer.connectors.signal_connector",  # "Received SIGTERM": the command says so itself
@@ -67,15 +73,21 @@ def explain(error: Exception) -> str:
     if isinstance(cause, OmegaConfBaseException) and cause.full_key:
         key = cause.full_key
         parent = cause.parent_node
-        if "not in struct" in str(cause) and parent is not None:
-            name = key.rpartition(".")[2]
-            prefix = key.rpartition(".")[0]
+        if UNKNOWN_KEY.match(str(cause)) and isinstance(parent, DictConfig):
+            prefix, _, name = key.rpartition(".")
+            prefix = f"{prefix}." if prefix else ""
             settings = sorted(str(item) for item in parent if not str(item).startswith("_"))
             listed = ", ".join(settings) if len(settings) <= 12 else "python -m <command> --cfg job shows them all"
-            suggestion = did_you_mean(name, settings, f"{prefix}." if prefix else "")
-            where = prefix or "this command"
+            groups = OmegaConf.to_container(parent, resolve=False)
+            groups.pop("hydra", None)  # Hydra's own settings: hydra.<key> overrides name them
+            suggestion = did_you_mean(name, settings, prefix) or did_you_mean_inside(name, groups, prefix)
+            where = prefix.rstrip(".") or "this command"
             return f"{key} is not a setting: {suggestion or f'the settings of {where}: {listed}'}"
         return f"{key}: {str(cause).splitlines()[0]}"
+    not_a_group = NOT_IN_DEFAULTS.search(str(error))
+    if not_a_group:
+        group, override = not_a_group.groups()
+        return f"{override} is not a setting of this command: {NOT_GROUP_HINTS.get(group, '--help lists its settings')}"
     lines = [line for line in str(error).splitlines() if line.strip()]
     return " ".join(lines[:2]) if lines else type(error).__name__
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import typing
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
@@ -236,6 +236,23 @@ def did_you_mean(word: str, choices: Collection[str], prefix: str = "") -> str:
     """``"did you mean <prefix><closest>? "`` when one of ``choices`` is close to ``word``, else ``""``."""
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f"did you mean {prefix}{close[0]}?" if close else ""
+
+
+def did_you_mean_inside(word: str, tree: Mapping[str, Any], prefix: str = "") -> str:
+    """``"did you mean <prefix><group>.<setting>?"`` naming every setting inside the groups of ``tree`` (at any
+    depth) that is called ``word``, or else has the name closest to it; ``""`` when none is close."""
+    found: dict[str, list[str]] = {}
+
+    def collect(node: Mapping[str, Any], path: str) -> None:
+        for key, value in node.items():
+            if isinstance(value, Mapping):
+                collect(value, f"{path}{key}.")
+            elif path != prefix:  # a setting of a group, not of tree itself
+                found.setdefault(str(key), []).append(f"{path}{key}")
+
+    collect(tree, prefix)
+    close = difflib.get_close_matches(word, list(found), n=1)
+    return f"did you mean {' or '.join(found[close[0]])}?" if close else ""
 
 
 def _near(key: str, schema: type) -> str:

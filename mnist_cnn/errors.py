@@ -11,6 +11,7 @@ from pathlib import Path
 EXIT_SOME_FAILED = 1  # some inputs or sweep jobs failed; the others were done
 EXIT_BAD_INPUT = 2  # a bad option, config, data file, checkpoint or image, or a missing extra
 EXIT_DIVERGED = 3  # training stopped on a NaN or infinite loss
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT): 128 + 2, as a shell reports a command the signal stopped
 
 # The optional extras, by the module that needs them: ``pip install "mnist_cnn[<extra>]"``.
 EXTRAS = {

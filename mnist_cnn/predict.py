@@ -68,7 +68,7 @@ def predict_files(config: PredictConfig) -> list[Row]:
     import torch
 
     from mnist_cnn.inference.classify import classify
-    from mnist_cnn.inference.images import image_files, to_mnist
+    from mnist_cnn.inference.images import IMAGE_SUFFIXES, image_files, to_mnist
     from mnist_cnn.weights.checkpoints import load_network
 
     # channels_last: NHWC convolutions are faster on CPUs (see MNISTClassifier)
@@ -77,7 +77,10 @@ def predict_files(config: PredictConfig) -> list[Row]:
     rows, pixels = [], []
     for pattern in patterns:
         files = image_files(str(pattern))
-        if not files:
+        if not files and Path(str(pattern)).expanduser().is_dir():
+            suffixes = ", ".join(IMAGE_SUFFIXES)
+            rows.append(Row(str(pattern), error=f"the folder holds no image files ({suffixes}), nor do its subfolders"))
+        elif not files:
             rows.append(Row(str(pattern), error="no such file or folder, and no file matches it as a glob"))
         for path in files:
             try:

@@ -7,6 +7,20 @@ in its directory; ``weights=`` starts a new run from trained weights. ``-m`` run
 
 from __future__ import annotations
 
+import signal
+
+from mnist_cnn.training.run_dir import (
+    exit_on_sigint,
+    model_root,
+    register_resolvers,
+    remove_new_dir,
+    resumed_run,
+    segment_dir,
+)
+
+if __name__ == "__main__":  # python -m: from the first moment, so that Ctrl-C during the imports below ends cleanly
+    signal.signal(signal.SIGINT, exit_on_sigint)
+
 import logging
 import shlex
 import sys
@@ -19,7 +33,6 @@ from omegaconf import DictConfig, OmegaConf
 from mnist_cnn.cli import fail, hydra_command
 from mnist_cnn.config import validate
 from mnist_cnn.errors import TrainingStopped, UserError
-from mnist_cnn.training.run_dir import model_root, register_resolvers, remove_new_dir, resumed_run, segment_dir
 from mnist_cnn.training.sweep import is_multirun, run_job
 
 if TYPE_CHECKING:
@@ -55,7 +68,7 @@ def fit(cfg: DictConfig) -> TrainResult:
 
 
 @hydra_command("train")
-def main(cfg: DictConfig) -> float | None:
+def run(cfg: DictConfig) -> float | None:
     """Hydra task: returns ``optimized_metric`` (default: best validation accuracy), the metric sweeps optimise."""
     if is_multirun():  # a failed job is recorded as failed and returns None: the other jobs still run
         return run_job(cfg, fit)
@@ -66,6 +79,16 @@ def main(cfg: DictConfig) -> float | None:
         fail(f"{stop}{resume}", stop.exit_code)
     log.info(result.summary())
     return result.metrics.get(cfg.optimized_metric)
+
+
+def main() -> float | None:
+    """The command: Ctrl-C at any moment ends it with one line and exit status 130, and a run directory that
+    holds no checkpoint yet is removed; while fitting, ``GracefulInterrupt`` first saves a resumable checkpoint."""
+    previous = signal.signal(signal.SIGINT, exit_on_sigint)
+    try:
+        return run()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 register_resolvers()

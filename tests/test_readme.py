@@ -29,3 +29,5 @@ def test_notebook_snippet_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert probabilities.shape == (8, 10) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
     np.testing.assert_array_equal(namespace["model"].predict(pixels), probabilities)  # the reload is exact
     assert namespace["pretrained"].predict_images(namespace["page"]).labels.shape == (1,)
+    own = namespace["own"]  # the fine-tuning on arrays: 900 images to train on, 100 held out
+    assert (len(own.datasets["train"]), len(own.datasets["val"])) == (900, 100)

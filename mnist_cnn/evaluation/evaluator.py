@@ -14,27 +14,11 @@ from torch import nn
 from torchmetrics.functional.classification import multiclass_confusion_matrix
 
 from mnist_cnn.data.datamodule import MNISTDataModule
+from mnist_cnn.data.labels import NUM_CLASSES, class_indices
 from mnist_cnn.data.pixels import image_batch
 from mnist_cnn.evaluation import plots
-from mnist_cnn.evaluation.metrics import ArrayLike, as_class_indices, precision_recall_f1, top_k_accuracy
+from mnist_cnn.evaluation.metrics import precision_recall_f1, top_k_accuracy
 from mnist_cnn.inference.classify import batched_logits
-
-NUM_CLASSES = 10
-
-
-def _check_labels(labels: ArrayLike, count: int) -> torch.Tensor:
-    labels = torch.as_tensor(np.asarray(labels) if not torch.is_tensor(labels) else labels)
-    if labels.ndim == 2 and labels.shape == (count, NUM_CLASSES):  # one-hot rows, as Keras' to_categorical gives
-        labels = as_class_indices(labels)
-    if labels.shape != (count,) or labels.is_floating_point():
-        shape = tuple(labels.shape)
-        raise ValueError(
-            f"labels must be integer class indices of shape ({count},) or one-hot rows ({count}, {NUM_CLASSES}), "
-            f"got {shape} {labels.dtype}"
-        )
-    if labels.min() < 0 or labels.max() >= NUM_CLASSES:
-        raise ValueError(f"labels must lie in 0-{NUM_CLASSES - 1}, got {int(labels.min())} to {int(labels.max())}")
-    return labels.long().cpu()
 
 
 class Evaluator:
@@ -58,7 +42,7 @@ class Evaluator:
             data, normalized = (data.datasets["test"].images, data.datasets["test"].labels), False
         images, labels = data
         self.images = image_batch(images, normalized)
-        self.labels = _check_labels(labels, len(self.images))
+        self.labels = class_indices(labels, len(self.images))
         self.model = model
         self.batch_size = batch_size
         self.normalized = normalized

@@ -50,7 +50,9 @@ class MNISTClassifier(L.LightningModule):
     Every argument is plain data and is saved as a hyperparameter, so
     ``MNISTClassifier.load_from_checkpoint(path)`` rebuilds the model with no other input. ``forward`` takes
     normalised images and returns logits; ``predict`` takes pixels and returns probabilities.
-    ``history`` holds every epoch's losses and accuracies, like Keras' ``History.history``.
+    ``history`` holds every epoch's losses and accuracies, like Keras' ``History.history``. A fit trains in train
+    mode whatever mode the module is in (``from_pretrained`` returns it in eval mode); validation and test run in
+    eval mode.
     ``predict_images`` flags answers below ``uncertain_below`` as uncertain (a shipped model has its own).
     """
 
@@ -141,10 +143,13 @@ class MNISTClassifier(L.LightningModule):
             )
         return self.model(images)
 
-    def predict(self, images: Any, batch_size: int = 1024, normalized: bool = False) -> np.ndarray:
+    def predict(
+        self, images: Any, batch_size: int = 1024, normalized: bool = False, verbose: int | str | None = None
+    ) -> np.ndarray:
         """(N, 10) class probabilities as a numpy array, like Keras' ``model.predict``: ``images`` (N, 28, 28),
         (N, 1, 28, 28) or (N, 28, 28, 1), numpy or torch, uint8 0-255 or float 0-1 pixels (normalised floats
-        with ``normalized=True``). Runs in eval mode; the module's own mode is restored."""
+        with ``normalized=True``). Runs in eval mode; the module's own mode is restored. ``verbose`` is accepted
+        and ignored, so that Keras calls (``predict(x, verbose=0)``) run: there is no progress bar."""
         return classify(self, image_batch(images, normalized), batch_size, normalized).probabilities
 
     def predict_images(
@@ -156,6 +161,7 @@ class MNISTClassifier(L.LightningModule):
 
     def _step(self, batch: Batch, stage: str) -> torch.Tensor:
         images, labels = batch
+        self._check_batch(images, labels, stage)
         logits = self.model(images)
         smoothing = self.hparams.label_smoothing if stage == "train" else 0.0
         losses = F.cross_entropy(logits, labels, reduction="none", label_smoothing=smoothing)
@@ -169,6 +175,19 @@ class MNISTClassifier(L.LightningModule):
             self._sums[stage] = self._sums[stage] + sums if stage in self._sums else sums
             self._counts[stage] = self._counts.get(stage, 0) + len(labels)
         return losses.mean()
+
+    def _check_batch(self, images: torch.Tensor, labels: torch.Tensor, stage: str) -> None:
+        """Refuse a batch the network cannot read, from its dtype and shape alone (no host sync)."""
+        shape = (len(images), *self.hparams.input_shape)
+        readable = images.is_floating_point() and tuple(images.shape) == shape
+        if readable and labels.shape == shape[:1] and not (labels.is_floating_point() or labels.dtype == torch.bool):
+            return
+        raise ValueError(
+            f"a {stage} batch must be normalised float images {shape} and integer labels ({len(images)},), got "
+            f"{images.dtype} images {tuple(images.shape)} and {labels.dtype} labels {tuple(labels.shape)}: to train "
+            "on your own arrays (uint8 or float pixels, channels first or last, one-hot labels), load them with "
+            "MNISTDataModule.from_arrays(x, y)"
+        )
 
     def epoch_metrics(self, stage: str) -> dict[str, torch.Tensor]:
         """``<stage>_loss`` (the mean over images), ``<stage>_acc`` (micro: the fraction of images right) and, for
@@ -205,6 +224,12 @@ class MNISTClassifier(L.LightningModule):
                       sync_dist=True)  # fmt: skip
         if stage != "test" and not self.trainer.sanity_checking:
             self._epoch_metrics.setdefault(self.current_epoch, {}).update({k: float(v) for k, v in metrics.items()})
+
+    def on_fit_start(self) -> None:
+        # Lightning keeps the mode a module arrives in, and from_pretrained (or a predict) leaves it in eval mode:
+        # fitting would then run with frozen batch norm statistics and no dropout. Validation and test switch to
+        # eval mode themselves and restore this one.
+        self.train()
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         loss = self._step(batch, "train")
@@ -279,7 +304,8 @@ class MNISTClassifier(L.LightningModule):
         return {"scheduler": build(node, "scheduler", optimizer=optimizer, **supplied), **when}
 
     def _run_length(self, target: str, in_steps: bool) -> int:
-        """The number of optimizer steps (or epochs) of the run the trainer will make."""
+        """The number of optimizer steps (or epochs) of the run the trainer will make, which ends at ``max_epochs``
+        or ``max_steps``, whichever comes first; in epochs, the last one ``max_steps`` reaches into counts."""
         trainer = self._trainer
         if trainer is None:
             length = math.inf
@@ -287,10 +313,18 @@ class MNISTClassifier(L.LightningModule):
             length = trainer.estimated_stepping_batches
         else:
             length = trainer.max_epochs if (trainer.max_epochs or -1) > 0 else math.inf
+            if trainer.max_steps >= 0:
+                length = min(length, max(1, math.ceil(trainer.max_steps / self._steps_per_epoch())))
         if not math.isfinite(length):
             raise ValueError(f"scheduler {target} needs a run of known length: set max_epochs or max_steps")
         return int(length)
 
+    def _steps_per_epoch(self) -> float:
+        """Optimizer steps in a training epoch (infinite for an endless loader)."""
+        if self.trainer.train_dataloader is None:  # Lightning loads it only once a fit has begun
+            self.trainer.fit_loop.setup_data()
+        batches = self.trainer.num_training_batches
+        return max(1, math.ceil(batches / self.trainer.accumulate_grad_batches)) if math.isfinite(batches) else batches
 
 def load_pretrained_model(name: str, path: str | os.PathLike[str] | None = None) -> MNISTClassifier:
     """The pretrained ``MNISTClassifier`` for ``name``, in eval mode on the CPU: the shipped file (checksum

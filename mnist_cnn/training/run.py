@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import platform
 import signal
 import sys
@@ -222,10 +223,20 @@ def warm_up(trainer: L.Trainer, module: MNISTClassifier, datamodule: MNISTDataMo
         ).fit(throwaway, datamodule=datamodule)  # fmt: skip
 
 
+def log_through_root() -> None:
+    """Leave Lightning's messages (the model summary among them) to the root logger's handlers, the command's
+    console and log file: the console handler ``import lightning`` gives its own logger would print each one a
+    second time, on stderr."""
+    lightning_logger = logging.getLogger("lightning")
+    for handler in list(lightning_logger.handlers):
+        lightning_logger.removeHandler(handler)
+
+
 def train(cfg: TrainConfig, run_dir: Path, segment: Path) -> TrainResult:
     """Fit ``cfg``'s model in ``run_dir``, keep its best and last checkpoints, and test the best one (the last
     without validation); this segment's result and report go to ``segment``. Everything is checked and every
     data file read before the first step, so that a bad input fails before any training."""
+    log_through_root()
     if cfg.seed is not None:
         L.seed_everything(cfg.seed, workers=True, verbose=False)
     check_components(cfg)

@@ -15,19 +15,23 @@ the evaluation report. The resolvers registered here let the configs name these 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
-from typing import Any
+from types import FrameType
+from typing import Any, NoReturn
 
 from omegaconf import OmegaConf
 
-from mnist_cnn.errors import CheckpointError
+from mnist_cnn.errors import EXIT_INTERRUPTED, CheckpointError
 from mnist_cnn.weights.resolve import LAST, resolve_checkpoint
 
 STAMP = "%Y-%m-%d_%H-%M-%S"
 CREATED: set[Path] = set()  # the directories this process made, which a command that fails early removes again
+RUNS: list[Path] = []  # of those, the run directories and resume segments, which an interruption may remove
 
 
 def launch_id() -> str | None:
@@ -86,6 +90,7 @@ def segment_dir(run_dir: Path, resumed: bool) -> Path:
     segment = run_dir / f"resume_{count + 1}"
     segment.mkdir()
     CREATED.add(segment)
+    RUNS.append(segment)
     return segment
 
 
@@ -108,9 +113,34 @@ def remove_new_dir(path: Path, parents: int) -> None:
             break
 
 
+def remove_unsaved_runs() -> None:
+    """Remove the run directories (and resume segments) this process made that hold no checkpoint, for a run
+    stopped before it saved one, and the folders above them that this leaves empty."""
+    for path in RUNS:
+        if not any(path.rglob("*.ckpt")):
+            remove_new_dir(path, parents=2)
+
+
+def exit_on_sigint(signum: int, frame: FrameType | None) -> NoReturn:
+    """A SIGINT handler for a command that makes run directories: one ``error:`` line, those that hold no
+    checkpoint removed, exit status 130. It exits at once (``os._exit``) rather than raising: an exception raised
+    in the middle of an import (torch's takes seconds) leaves modules half made, and the libraries importing them
+    turn it into other errors, with tracebacks."""
+    with contextlib.suppress(RuntimeError):  # a reentrant call, if the signal came while stdout was being written
+        sys.stdout.flush()
+    os.write(2, b"error: interrupted by SIGINT\n")
+    remove_unsaved_runs()
+    os._exit(EXIT_INTERRUPTED)
+
+
 def _run_dir(checkpoint_root: str, model: str, ckpt_path: str | None, key: Any = "") -> str:
     runs = model_root(checkpoint_root, model)
-    return str(resumed_run(ckpt_path, runs) or new_dir(runs, str(key)))
+    resumed = resumed_run(ckpt_path, runs)
+    if resumed is not None:
+        return str(resumed)
+    made = new_dir(runs, str(key))
+    RUNS.append(made)
+    return str(made)
 
 
 def _hydra_subdir(checkpoint_root: str, model: str, ckpt_path: str | None) -> str | None:
