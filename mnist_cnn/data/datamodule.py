@@ -138,7 +138,9 @@ class MNISTDataModule(L.LightningDataModule):
         ``on_device``); a ``ValueError`` says what is wrong with an array."""
         refused = [name for name in NOT_FOR_ARRAYS if name in options]
         if refused:
-            raise TypeError(f"from_arrays takes no {', '.join(refused)}: the data are x and y, a validation set is val=")
+            raise TypeError(
+                f"from_arrays takes no {', '.join(refused)}: the data are x and y, a validation set is val="
+            )
         datamodule = cls(download=False, **options)
         datamodule.reads_files = False
         images, labels = labelled_pixels(x, y, normalized)

@@ -326,6 +326,7 @@ class MNISTClassifier(L.LightningModule):
         batches = self.trainer.num_training_batches
         return max(1, math.ceil(batches / self.trainer.accumulate_grad_batches)) if math.isfinite(batches) else batches
 
+
 def load_pretrained_model(name: str, path: str | os.PathLike[str] | None = None) -> MNISTClassifier:
     """The pretrained ``MNISTClassifier`` for ``name``, in eval mode on the CPU: the shipped file (checksum
     verified), or with ``path`` that checkpoint, which must hold a ``name`` model. Read with ``weights_only=True``."""
