@@ -80,3 +80,19 @@ def test_a_lifted_background_is_brought_down_to_black(digits: torch.Tensor) -> N
     brightened = (digits + 0.4).clamp(max=1)
     assert not ink_is_dark(brightened).any()
     np.testing.assert_allclose(standardize(brightened).numpy(), digits.numpy(), atol=1e-5)
+
+
+@pytest.mark.real_data
+def test_shipped_model_reads_dark_on_white_test_arrays_and_mnist_s_own_as_before(real_root) -> None:
+    from mnist_cnn import Evaluator, MNISTClassifier, normalize, read_test_split
+
+    images, labels = read_test_split(real_root, download=False)
+    pixels, labels = images[:2000, 0].numpy(), labels[:2000].numpy()
+    model = MNISTClassifier.from_pretrained("simple_cnn")
+    with torch.inference_mode():
+        as_before = model(normalize(torch.from_numpy(pixels).unsqueeze(1))).argmax(dim=1).numpy()
+    assert np.array_equal(model.predict(pixels).argmax(axis=1), as_before)  # MNIST's arrays: the same answers
+    dark_on_white = 255 - pixels
+    assert (model.predict(dark_on_white).argmax(axis=1) == labels).mean() >= 0.99
+    assert (model.predict_images(dark_on_white / 255.0).labels == labels).mean() >= 0.99
+    assert Evaluator(model, (dark_on_white, labels)).evaluate()["accuracy"] >= 0.99
