@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 from mnist_cnn.cli import fail
 from mnist_cnn.errors import CheckpointError, UserError
 from mnist_cnn.resources import PRETRAINED_DIR
+from mnist_cnn.training.run_dir import RESULT, finished_segment
 from mnist_cnn.weights.manifest import KEPT_KEYS, MANIFEST, PretrainedInfo, file_sha256, read_manifest
 from mnist_cnn.weights.resolve import LAST
 
@@ -68,10 +69,14 @@ def publish(run_dir: Path, directory: Path = PRETRAINED_DIR, which: RunCheckpoin
     from mnist_cnn.models import count_parameters
     from mnist_cnn.training.checkpoint_io import AtomicCheckpointIO
     from mnist_cnn.training.module import load_pretrained_model
-    from mnist_cnn.training.run_dir import latest_segment
     from mnist_cnn.weights.checkpoints import read_checkpoint
 
-    result = json.loads((latest_segment(run_dir) / "result.json").read_text())
+    finished = finished_segment(run_dir)
+    if finished is None:
+        raise CheckpointError(
+            f"{run_dir} holds no {RESULT}, nor do its resume_<k>/ folders: pass the run dir of a finished training run"
+        )
+    result = json.loads((finished / RESULT).read_text())
     source = run_checkpoint(run_dir, result, which)
     checkpoint = read_checkpoint(source)
     held_out = checkpoint.get("datamodule_hyper_parameters")
@@ -133,10 +138,6 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     if args.command == "publish":
         try:
-            if not (args.run_dir / "result.json").is_file():
-                raise CheckpointError(
-                    f"{args.run_dir}/result.json not found: pass the run dir of a finished training run"
-                )
             info = publish(args.run_dir, which=args.checkpoint)
         except UserError as error:
             fail(str(error), error.exit_code)

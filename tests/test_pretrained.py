@@ -222,9 +222,24 @@ def test_command_line_lists_the_manifest_and_refuses_a_non_run(tmp_path: Path) -
     listed = run_cli("mnist_cnn.pretrained", "list", cwd=tmp_path)
     assert listed.returncode == 0 and all(f"experiment={name}_best" in listed.stdout for name in SHIPPED)
     refused = run_cli("mnist_cnn.pretrained", "publish", str(tmp_path), cwd=tmp_path)
-    assert refused.returncode == 2 and f"error: {tmp_path}/result.json not found" in refused.stderr
+    message = f"error: {tmp_path} holds no result.json, nor do its resume_<k>/ folders: pass the run dir of a finished"
+    assert refused.returncode == 2 and message in refused.stderr
     (tmp_path / "result.json").write_text(json.dumps({"best_checkpoint": str(tmp_path / "best.ckpt")}))
     no_last = run_cli("mnist_cnn.pretrained", "publish", str(tmp_path), "--checkpoint", "last", cwd=tmp_path)
     assert no_last.returncode == 2
     assert f"error: {tmp_path}/last.ckpt not found: the run dir holds no last checkpoint" in no_last.stderr
     assert manifest_before == (PRETRAINED_DIR / "manifest.json").read_text()
+
+
+def test_publish_takes_the_result_of_the_latest_segment_that_finished(
+    fake_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_dir = _finished_run(tmp_path / "run", fake_root)
+    (run_dir / "resume_1").mkdir()  # the first segment was interrupted, a resume finished ...
+    (run_dir / "result.json").rename(run_dir / "resume_1" / "result.json")
+    (run_dir / "resume_2").mkdir()  # ... and a later resume was interrupted before writing anything
+    (run_dir / "resume_old").mkdir()  # a folder a user made
+    monkeypatch.setenv("MNIST_DATA_DIR", str(fake_root))
+
+    info = publish(run_dir, directory=tmp_path)
+    assert info.seed == 7 and info.source_checkpoint == "best.ckpt"

@@ -27,10 +27,10 @@ from mnist_cnn.training.callbacks import GracefulInterrupt, RandomState
 from mnist_cnn.training.checkpoint_io import AtomicCheckpointIO
 from mnist_cnn.training.components import build, check_arguments
 from mnist_cnn.training.module import MNISTClassifier, NonFiniteLossError
+from mnist_cnn.training.run_dir import RESULT
 from mnist_cnn.weights.checkpoints import check_same_architecture, is_resumable, read_checkpoint
 from mnist_cnn.weights.resolve import LAST, resolve_checkpoint
 
-RESULT = "result.json"
 # Arguments naming where a component writes: left out, they are the run dir; relative, they lie inside it.
 RUN_DIR_ARGUMENTS = ("dirpath", "save_dir")
 

@@ -31,6 +31,7 @@ from mnist_cnn.weights.resolve import LAST, resolve_checkpoint
 
 STAMP = "%Y-%m-%d_%H-%M-%S"
 CREATED: set[Path] = set()  # the directories this process made, which a command that fails early removes again
+RESUME, RESULT = "resume_", "result.json"  # a resume's segment folder is resume_<k>; a finished segment's record
 RUNS: list[Path] = []  # of those, the run directories and resume segments, which an interruption may remove
 
 
@@ -86,18 +87,32 @@ def segment_dir(run_dir: Path, resumed: bool) -> Path:
     ``resume_<k>/`` inside it for the k-th resume."""
     if not resumed:
         return run_dir
-    count = sum(1 for path in run_dir.glob("resume_*") if path.is_dir())
-    segment = run_dir / f"resume_{count + 1}"
+    latest = latest_segment(run_dir)
+    segment = run_dir / f"{RESUME}{int(latest.name.removeprefix(RESUME)) + 1 if latest != run_dir else 1}"
     segment.mkdir()
     CREATED.add(segment)
     RUNS.append(segment)
     return segment
 
 
+def segments(run_dir: Path) -> list[Path]:
+    """The folders of the run's segments in order: the run dir, then its ``resume_<k>/`` by k (other folders, such
+    as a ``resume_old/`` a user made, are not segments)."""
+    resumes = [path for path in run_dir.glob(f"{RESUME}*") if path.name.removeprefix(RESUME).isdigit()]
+    return [run_dir, *sorted(resumes, key=lambda path: int(path.name.removeprefix(RESUME)))]
+
+
 def latest_segment(run_dir: Path) -> Path:
     """The folder of the run's latest segment: its newest ``resume_<k>/``, else the run dir itself."""
-    resumes = sorted(run_dir.glob("resume_*"), key=lambda path: int(path.name.removeprefix("resume_")))
-    return resumes[-1] if resumes else run_dir
+    return segments(run_dir)[-1]
+
+
+def finished_segment(run_dir: Path) -> Path | None:
+    """The folder of the run's latest segment that finished (wrote ``result.json``), or None if none did: an
+    interrupted first segment and a later resume that finished, or a finished run and a resume interrupted since,
+    are both runs that finished."""
+    finished = [segment for segment in segments(run_dir) if (segment / RESULT).is_file()]
+    return finished[-1] if finished else None
 
 
 def remove_new_dir(path: Path, parents: int) -> None:
