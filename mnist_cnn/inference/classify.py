@@ -86,8 +86,9 @@ def predict_images(
 ) -> Predictions:
     """Classify ``images`` with ``model``.
 
-    An array of MNIST-formatted digits (see ``is_mnist_array``; uint8 0-255 or float 0-1 pixels, or normalised
-    floats with ``normalized=True``) is classified as it is. Anything else, one image or a list of them (file
+    An array of 28 × 28 digits (see ``is_mnist_array``; uint8 0-255 or float 0-1 pixels, or normalised floats
+    with ``normalized=True``) is classified as it is, standardised first like any pixels (dark ink on light
+    paper inverted, a lifted background brought down to black: ``mnist_cnn.data.pixels.standardize``). Anything else, one image or a list of them (file
     paths or bytes, PIL images, H×W or H×W×3 arrays of any size, either polarity), is first preprocessed like
     MNIST (see ``mnist_cnn.inference.images.to_mnist``; files over ``max_pixels`` are refused from their header).
     """
@@ -105,8 +106,9 @@ def predict_images(
 def batched_logits(
     model: nn.Module, images: torch.Tensor, batch_size: int = 1024, normalized: bool = False
 ) -> torch.Tensor:
-    """(N, 10) float32 logits on the CPU of (N, 1, 28, 28) pixels (or normalised floats with ``normalized=True``),
-    computed in batches on the model's device in eval mode (the model's own mode is restored)."""
+    """(N, 10) float32 logits on the CPU of (N, 1, 28, 28) pixels, standardised then normalised (or normalised
+    floats with ``normalized=True``), computed in batches on the model's device in eval mode (the model's own mode
+    is restored)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters(), torch.empty(0)).device
@@ -119,6 +121,7 @@ def batched_logits(
 
 
 def classify(model: nn.Module, images: torch.Tensor, batch_size: int = 1024, normalized: bool = False) -> Predictions:
-    """Class probabilities of (N, 1, 28, 28) MNIST-formatted images, in batches on the model's device."""
+    """Class probabilities of (N, 1, 28, 28) pixels (standardised, see ``standardize``), in batches on the model's
+    device."""
     probabilities = batched_logits(model, images, batch_size, normalized).softmax(dim=1).numpy()
     return Predictions(probabilities.argmax(axis=1), probabilities, uncertainty_threshold(model))
