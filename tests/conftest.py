@@ -1,11 +1,10 @@
-"""Shared fixtures: small generated idx datasets, the real dataset when present, and a CLI runner."""
+"""Shared fixtures: small generated idx datasets, one tiny trained run, the real dataset when present."""
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
-import subprocess
-import sys
 import zlib
 from pathlib import Path
 from typing import NamedTuple
@@ -13,6 +12,8 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 import torch
+from helpers.cli import run_command
+from helpers.cli import run_process as run_cli  # noqa: F401  (tests/test_serve.py imports it from here)
 from PIL import Image, ImageDraw, ImageFont
 
 from mnist_cnn.data.files import FILES
@@ -43,6 +44,19 @@ def write_fake_mnist(root: Path, num_train: int = FAKE_TRAIN_IMAGES, num_test: i
 def fake_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A data root holding a 600/200-image MNIST; use ``data.val_size=100`` with it."""
     return write_fake_mnist(tmp_path_factory.mktemp("fake_mnist"))
+
+
+@pytest.fixture(scope="session")
+def trained_run(fake_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The run dir of a tiny ``python -m mnist_cnn.train model=lenet5`` on ``fake_root`` (one epoch of 3 steps,
+    validated, not tested), as training leaves it: best.ckpt, last.ckpt, result.json, the report. Shared by every
+    test that needs a trained run: copy it before changing anything in it."""
+    cwd = tmp_path_factory.mktemp("trained")
+    tiny = ("model=lenet5", "trainer.max_epochs=1", "trainer.limit_train_batches=3", "data.val_size=100", "test=false")
+    result = run_command("mnist_cnn.train", *tiny, cwd=cwd, data_root=fake_root)
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = (cwd / "checkpoints" / "lenet5").iterdir()
+    return run_dir
 
 
 def find_real_root() -> Path | None:
@@ -104,33 +118,7 @@ def confident_digits() -> list[Digit]:
     ]
 
 
-def run_cli(
-    module: str,
-    *overrides: str,
-    cwd: Path,
-    data_root: Path | None = None,
-    timeout: float = 300,
-    python_args: tuple[str, ...] = ("-m",),
-):
-    """Run ``python -m <module> <overrides>`` in ``cwd`` as a user would; returns the CompletedProcess."""
-    env = {key: value for key, value in os.environ.items() if key != "MNIST_DATA_DIR"}
-    if data_root is not None:
-        env["MNIST_DATA_DIR"] = str(data_root)
-    return subprocess.run(
-        [sys.executable, *python_args, module, *overrides],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
-
-
-def run_without(module: str, command: str, *overrides: str, cwd: Path, data_root: Path | None = None):
-    """``run_cli(command, *overrides)`` in a process where importing ``module`` fails, as if it were not installed."""
-    code = (
-        f"import runpy, sys; sys.modules[{module!r}] = None; sys.argv = [{command!r}, *sys.argv[1:]]; "
-        f"runpy.run_module({command!r}, run_name='__main__')"
-    )
-    return run_cli("-c", code, *overrides, cwd=cwd, data_root=data_root, python_args=())
-
-
+@functools.cache  # compressing 900 MB of pixels takes seconds: once per process
 def decompression_bomb(width: int = 30_000, height: int = 30_000) -> bytes:
     """A valid grayscale PNG of ``width`` × ``height`` black pixels that compresses to under 1 MB."""
 

@@ -2,33 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
-
-
-@pytest.fixture
-def run_main(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> Callable[..., tuple[int, str, str]]:
-    """Runs ``python -m <module> <overrides>`` in this process, in ``cwd``: (exit status, stdout, stderr)."""
-
-    def run(module: str, *overrides: str, cwd: Path) -> tuple[int, str, str]:
-        monkeypatch.chdir(cwd)
-        monkeypatch.setattr(sys, "argv", [module, *overrides])
-        try:
-            importlib.import_module(module).main()
-            status = 0
-        except SystemExit as stop:
-            status = stop.code
-        captured = capsys.readouterr()
-        return status, captured.out, captured.err
-
-    return run
+from helpers.cli import run_command, run_process
 
 
 @pytest.mark.parametrize(
@@ -41,43 +18,38 @@ def run_main(
                               "callbacks.early_stopping.monitor?")),
     ],
 )  # fmt: skip
-def test_a_setting_given_without_its_group_is_pointed_to_its_group(
-    override: str, message: str, tmp_path: Path, run_main: Callable[..., tuple[int, str, str]]
-) -> None:
-    status, _, stderr = run_main("mnist_cnn.train", override, cwd=tmp_path)
-    assert (status, stderr) == (2, f"{message}\n")
+def test_a_setting_given_without_its_group_is_pointed_to_its_group(override: str, message: str, tmp_path: Path) -> None:
+    finished = run_command("mnist_cnn.train", override, cwd=tmp_path)
+    assert (finished.returncode, finished.stderr) == (2, f"{message}\n")
     assert list(tmp_path.iterdir()) == []
 
 
-def test_evaluate_says_the_checkpoint_names_the_model_when_given_model(
-    tmp_path: Path, run_main: Callable[..., tuple[int, str, str]]
-) -> None:
-    status, _, stderr = run_main("mnist_cnn.evaluate", "ckpt_path=lenet5", "model=simple_cnn", cwd=tmp_path)
-    assert status == 2 and "+model" not in stderr
-    assert stderr == (
+def test_evaluate_says_the_checkpoint_names_the_model_when_given_model(tmp_path: Path) -> None:
+    finished = run_command("mnist_cnn.evaluate", "ckpt_path=lenet5", "model=simple_cnn", cwd=tmp_path)
+    assert finished.returncode == 2 and "+model" not in finished.stderr
+    assert finished.stderr == (
         "error: model=simple_cnn is not a setting of this command: the model is the one ckpt_path names, "
         "whose checkpoint holds its architecture\n"
     )
     assert list(tmp_path.iterdir()) == []
 
 
-def test_predict_says_a_folder_holds_no_images_and_a_missing_path_is_missing(
-    tmp_path: Path, run_main: Callable[..., tuple[int, str, str]]
-) -> None:
+def test_predict_says_a_folder_holds_no_images_and_a_missing_path_is_missing(tmp_path: Path) -> None:
     (tmp_path / "empty" / "sub").mkdir(parents=True)
     (tmp_path / "empty" / "notes.txt").write_text("no digits here")
-    status, _, stderr = run_main("mnist_cnn.predict", "inputs=[empty,missing]", cwd=tmp_path)
-    assert status == 1
-    assert stderr.splitlines() == [
+    finished = run_command("mnist_cnn.predict", "inputs=[empty,missing]", cwd=tmp_path)
+    assert finished.returncode == 1
+    assert finished.stderr.splitlines() == [
         "error: empty: the folder holds no image files (.png, .jpg, .jpeg, .bmp), nor do its subfolders",
         "error: missing: no such file or folder, and no file matches it as a glob",
     ]
 
 
+@pytest.mark.slow
 def test_the_model_summary_is_printed_once(fake_root: Path, tmp_path: Path) -> None:
     """A real process: which handlers Lightning's loggers get depends on what the process configured first."""
     summary = "+callbacks.summary={_target_:lightning.pytorch.callbacks.ModelSummary}"  # logged, not printed by rich
-    result = run_cli(
+    result = run_process(
         "mnist_cnn.train", "model=lenet5", "trainer.max_epochs=1", "trainer.limit_train_batches=2",
         "data.val_size=100", "test=false", summary, cwd=tmp_path, data_root=fake_root,
     )  # fmt: skip

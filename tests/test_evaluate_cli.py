@@ -1,4 +1,5 @@
-"""``python -m mnist_cnn.evaluate`` as a user runs it: real processes, real checkpoints and files."""
+"""``python -m mnist_cnn.evaluate`` as a user runs it, its ``main()`` called in this process: real checkpoints and
+files."""
 
 from __future__ import annotations
 
@@ -6,12 +7,11 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-import lightning as L
 import pytest
 import torch
-from conftest import run_cli
+from helpers.cli import run_command
 
-from mnist_cnn import Evaluator, MNISTClassifier, MNISTDataModule, read_test_split
+from mnist_cnn import Evaluator, MNISTClassifier, read_test_split
 from mnist_cnn.data.files import FILES
 
 REPORT = {
@@ -19,27 +19,15 @@ REPORT = {
 }  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def run_dir(fake_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A run dir holding best.ckpt of a briefly trained LeNet-5, as training leaves it."""
-    run_dir = tmp_path_factory.mktemp("run")
-    torch.manual_seed(0)
-    trainer = L.Trainer(
-        accelerator="cpu", max_epochs=1, limit_train_batches=2, limit_val_batches=1, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-    )  # fmt: skip
-    trainer.fit(MNISTClassifier("lenet5"), datamodule=MNISTDataModule(root=str(fake_root), val_size=100))
-    trainer.save_checkpoint(run_dir / "best.ckpt")
-    return run_dir
-
-
-def test_scores_a_run_on_the_test_split_and_writes_the_report(run_dir: Path, fake_root: Path, tmp_path: Path) -> None:
-    result = run_cli("mnist_cnn.evaluate", f"ckpt_path={run_dir}", cwd=tmp_path, data_root=fake_root)
+def test_scores_a_run_on_the_test_split_and_writes_the_report(
+    trained_run: Path, fake_root: Path, tmp_path: Path
+) -> None:
+    result = run_command("mnist_cnn.evaluate", f"ckpt_path={trained_run}", cwd=tmp_path, data_root=fake_root)
     assert result.returncode == 0, result.stderr
     (out_dir,) = tmp_path.glob("evaluations/*")  # one predictable place: evaluations/<timestamp>/
     assert REPORT | {"training_history.png", "evaluate.log"} <= {path.name for path in out_dir.iterdir()}
     metrics = json.loads((out_dir / "metrics.json").read_text())
-    model = MNISTClassifier.load(run_dir / "best.ckpt")
+    model = MNISTClassifier.load(trained_run / "best.ckpt")
     expected = Evaluator(model, read_test_split(fake_root)).evaluate()
     assert metrics == pytest.approx({"num_images": 200, **expected})
     assert f"accuracy       {metrics['accuracy']:.4f}" in result.stdout
@@ -51,7 +39,7 @@ def test_a_shipped_model_is_evaluated_by_name_from_the_test_files_alone(fake_roo
     raw.mkdir(parents=True)
     for name in FILES["test"]:  # evaluation reads only the test set
         (raw / name).write_bytes((fake_root / "MNIST" / "raw" / name).read_bytes())
-    result = run_cli("mnist_cnn.evaluate", "ckpt_path=lenet5", f"data.root={tmp_path / 'data'}", cwd=tmp_path)
+    result = run_command("mnist_cnn.evaluate", "ckpt_path=lenet5", f"data.root={tmp_path / 'data'}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     (out_dir,) = tmp_path.glob("evaluations/*")
     expected = Evaluator(MNISTClassifier.from_pretrained("lenet5"), read_test_split(tmp_path / "data")).evaluate()
@@ -78,12 +66,12 @@ def _unregistered_architecture(path: Path, checkpoint: Path) -> None:
     ids=["missing", "text-file", "unregistered-architecture"],
 )
 def test_bad_checkpoint_is_one_clear_error(
-    make: Callable[[Path, Path], None] | None, message: str, run_dir: Path, fake_root: Path, tmp_path: Path
+    make: Callable[[Path, Path], None] | None, message: str, trained_run: Path, fake_root: Path, tmp_path: Path
 ) -> None:
     path = tmp_path / "model.ckpt"
     if make is not None:
-        make(path, run_dir / "best.ckpt")
-    result = run_cli("mnist_cnn.evaluate", f"ckpt_path={path}", cwd=tmp_path, data_root=fake_root)
+        make(path, trained_run / "best.ckpt")
+    result = run_command("mnist_cnn.evaluate", f"ckpt_path={path}", cwd=tmp_path, data_root=fake_root)
     assert result.returncode == 2
     assert result.stderr.startswith("error:") and message in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and str(path) in result.stderr
@@ -91,7 +79,7 @@ def test_bad_checkpoint_is_one_clear_error(
 
 
 def test_without_ckpt_path_it_says_what_to_give(tmp_path: Path) -> None:
-    result = run_cli("mnist_cnn.evaluate", cwd=tmp_path)
+    result = run_command("mnist_cnn.evaluate", cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip() == (
         "error: ckpt_path is required: give a shipped model name (e.g. ckpt_path=lenet5), a .ckpt file or a "

@@ -2,27 +2,28 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli, run_without
+from helpers.cli import run_command
 
 from mnist_cnn import normalize, read_test_split
 from mnist_cnn.weights.checkpoints import load_network
-from mnist_cnn.weights.manifest import verified_checkpoint
-
-ort = pytest.importorskip("onnxruntime", reason='needs the export extra: pip install -e ".[export]"')
 
 
-def test_onnx_logits_match_pytorch(fake_root: Path, tmp_path: Path) -> None:
-    result = run_cli("mnist_cnn.export", "ckpt_path=simple_cnn", "output=digits.onnx", cwd=tmp_path)
+def test_onnx_logits_match_pytorch(trained_run: Path, fake_root: Path, tmp_path: Path) -> None:
+    ort = pytest.importorskip("onnxruntime", reason='needs the export extra: pip install -e ".[export]"')
+    pytest.importorskip("onnxscript", reason='needs the export extra: pip install -e ".[export]"')
+    result = run_command("mnist_cnn.export", f"ckpt_path={trained_run}", "output=digits.onnx", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("wrote digits.onnx (")
     images, _ = read_test_split(fake_root)
     inputs = normalize(images[:100])
     with torch.inference_mode():
-        expected = load_network(verified_checkpoint("simple_cnn"))(inputs).numpy()
+        expected = load_network(trained_run / "best.ckpt")(inputs).numpy()
     runtime = ort.InferenceSession(str(tmp_path / "digits.onnx"), providers=["CPUExecutionProvider"])
     for batch in (inputs, inputs[:1]):  # the batch dimension is dynamic
         (logits,) = runtime.run(None, {"images": batch.numpy()})
@@ -30,14 +31,15 @@ def test_onnx_logits_match_pytorch(fake_root: Path, tmp_path: Path) -> None:
 
 
 def test_bad_output_name_is_refused(tmp_path: Path) -> None:
-    result = run_cli("mnist_cnn.export", "ckpt_path=simple_cnn", "output=model.pt", cwd=tmp_path)
+    result = run_command("mnist_cnn.export", "ckpt_path=simple_cnn", "output=model.pt", cwd=tmp_path)
     assert result.returncode == 2
-    assert "output=model.pt is not allowed: use a file name ending in .onnx" in result.stderr
+    assert result.stderr == "error: output=model.pt is not allowed: use a file name ending in .onnx\n"
     assert list(tmp_path.iterdir()) == []
 
 
-def test_without_the_export_extra_it_names_the_install_command(tmp_path: Path) -> None:
-    result = run_without("onnxscript", "mnist_cnn.export", "ckpt_path=simple_cnn", cwd=tmp_path)
+def test_without_the_export_extra_it_names_the_install_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # import onnxscript fails, as where it is not installed
+    result = run_command("mnist_cnn.export", "ckpt_path=simple_cnn", cwd=tmp_path)
     assert result.returncode == 2 and list(tmp_path.iterdir()) == []
     assert result.stderr.strip() == (
         'error: format=onnx needs a package that is not installed (onnxscript): pip install "mnist_cnn[export]"'

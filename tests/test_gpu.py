@@ -8,7 +8,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from conftest import run_cli
+from helpers.cli import run_command
 
 from mnist_cnn import MNISTClassifier, MNISTDataModule
 from mnist_cnn.config import compose_config, validate
@@ -45,7 +45,7 @@ def test_gpu_trainer_keeps_data_weights_and_optimizer_on_the_gpu(fake_root: Path
 
 
 def test_train_cli_on_the_gpu_learns_the_generated_digits(fake_root: Path, tmp_path: Path) -> None:
-    result = run_cli(
+    result = run_command(
         "mnist_cnn.train", "model=lenet5", "trainer=gpu", "batch_scale=1", "data.val_size=100", "trainer.max_epochs=8",
         "trainer.enable_progress_bar=false", cwd=tmp_path, data_root=fake_root,
     )  # fmt: skip

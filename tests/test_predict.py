@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import decompression_bomb, run_cli
+from conftest import decompression_bomb
+from helpers.cli import run_command
 from PIL import ImageFilter
 
 from mnist_cnn import Evaluator, MNISTClassifier, Predictions, read_splits
@@ -41,7 +42,7 @@ def test_pretrained_simple_cnn_reads_rendered_test_digits(real_root: Path, shipp
         canvas, height, corner, stroke, suffix = STYLES[index % len(STYLES)]
         page = draw_on_paper(images[index, 0].numpy(), canvas, height, corner, stroke)
         page.save(tmp_path / f"{index:03d}_{labels[index]}.{suffix}")
-    result = run_cli(
+    result = run_command(
         "mnist_cnn.predict", "ckpt_path=simple_cnn", f"inputs={tmp_path}", "output=predictions.json", cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr
@@ -61,7 +62,7 @@ def test_unreadable_and_missing_inputs_fail_alone(shipped: set[str], tmp_path: P
     digits.mkdir()
     draw_on_paper(np.eye(28, dtype=np.uint8) * 255, (60, 60), 40, (10, 10), None).save(digits / "one.png")
     (digits / "broken.png").write_bytes(b"not an image")
-    result = run_cli(
+    result = run_command(
         "mnist_cnn.predict",
         "ckpt_path=lenet5",
         f"inputs=[{digits},{tmp_path}/missing*.png]",
@@ -91,7 +92,7 @@ def test_unreadable_and_missing_inputs_fail_alone(shipped: set[str], tmp_path: P
     ],
 )
 def test_bad_options_stop_before_reading_anything(override: str, message: str, tmp_path: Path) -> None:
-    result = run_cli("mnist_cnn.predict", f"inputs={tmp_path}", override, cwd=tmp_path)
+    result = run_command("mnist_cnn.predict", f"inputs={tmp_path}", override, cwd=tmp_path)
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
     assert list(tmp_path.iterdir()) == []  # no outputs/ folder, no file
@@ -150,7 +151,7 @@ def test_a_decompression_bomb_is_refused_from_its_header_and_the_other_images_st
     (tmp_path / "bomb.png").write_bytes(decompression_bomb())  # 30,000 x 30,000 pixels in under 1 MB
     assert (tmp_path / "bomb.png").stat().st_size < 1_000_000
     draw_on_paper(np.eye(28, dtype=np.uint8) * 255, (60, 60), 40, (10, 10), None).save(tmp_path / "good.png")
-    result = run_cli("mnist_cnn.predict", "ckpt_path=lenet5", f"inputs={tmp_path}", "output=out.csv", cwd=tmp_path)
+    result = run_command("mnist_cnn.predict", "ckpt_path=lenet5", f"inputs={tmp_path}", "output=out.csv", cwd=tmp_path)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.splitlines() == [
         f"error: {tmp_path / 'bomb.png'}: the image claims 900,000,000 pixels, more than the 50,000,000 allowed "
@@ -158,6 +159,6 @@ def test_a_decompression_bomb_is_refused_from_its_header_and_the_other_images_st
     ]
     rows = (tmp_path / "out.csv").read_text().splitlines()
     assert rows[2].startswith(f"{tmp_path / 'good.png'},") and rows[2].split(",")[1].isdigit()
-    small = run_cli("mnist_cnn.predict", "ckpt_path=lenet5", f"inputs={tmp_path / 'good.png'}", "max_pixels=100",
+    small = run_command("mnist_cnn.predict", "ckpt_path=lenet5", f"inputs={tmp_path / 'good.png'}", "max_pixels=100",
                     cwd=tmp_path)  # fmt: skip
     assert small.returncode == 1 and "is 60 × 60 pixels, more than the 100 allowed (max_pixels)" in small.stderr

@@ -9,7 +9,8 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from conftest import REPO, run_cli
+from conftest import REPO
+from helpers.cli import run_command
 
 from mnist_cnn import (
     Evaluator,
@@ -56,6 +57,7 @@ def test_readme_table_shows_the_manifest_figures() -> None:
         assert f"experiment={name}_best" in cells[5]
 
 
+@pytest.mark.slow  # the whole test and validation sets through each shipped model
 @pytest.mark.real_data
 @pytest.mark.parametrize("name", sorted(SHIPPED))
 def test_shipped_weights_score_their_manifest_figures(name: str, real_root: Path) -> None:
@@ -105,33 +107,34 @@ def test_a_path_must_hold_the_named_model() -> None:
         load_pretrained_model("resnet", PRETRAINED_DIR / "lenet5.ckpt")
 
 
-def _finished_run(run_dir: Path, fake_root: Path) -> Path:
-    """A run dir as training leaves it: best.ckpt of a 3-step LeNet-5 run, a different last.ckpt, result.json."""
-    trainer = L.Trainer(
-        accelerator="cpu", max_epochs=1, limit_train_batches=3, limit_val_batches=1, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-    )  # fmt: skip
-    model = MNISTClassifier("lenet5")
-    trainer.fit(model, datamodule=MNISTDataModule(root=str(fake_root), val_size=100))
-    trainer.save_checkpoint(run_dir / "best.ckpt")
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.mul_(0.5)  # the weights some later epoch left behind
-    trainer.save_checkpoint(run_dir / "last.ckpt")
-    TrainResult(run_dir, run_dir / "best.ckpt", {"best_val_acc": 0.5}, 1, 3.0).save(run_dir / "result.json", seed=7)
+def _scale_weights(checkpoint: Path, factor: float) -> None:
+    """Multiply every weight in ``checkpoint`` by ``factor``: the weights another epoch or run would leave."""
+    saved = torch.load(checkpoint, weights_only=True)
+    saved["state_dict"] = {name: value * factor for name, value in saved["state_dict"].items()}
+    torch.save(saved, checkpoint)
+
+
+def _finished_run(run_dir: Path, trained_run: Path) -> Path:
+    """A copy of the shared trained run at ``run_dir``, its result.json naming the copy's best.ckpt as training there
+    would have, and its last.ckpt holding other weights than its best.ckpt, as a later epoch leaves them."""
+    shutil.copytree(trained_run, run_dir)
+    record = json.loads((run_dir / "result.json").read_text())
+    record["best_checkpoint"] = str(run_dir / "best.ckpt")
+    (run_dir / "result.json").write_text(json.dumps(record))
+    _scale_weights(run_dir / "last.ckpt", 0.5)
     return run_dir
 
 
 def test_publish_ships_the_best_checkpoint_and_measures_it(
-    fake_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    trained_run: Path, fake_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    run_dir = _finished_run(tmp_path / "run", fake_root)
+    run_dir = _finished_run(tmp_path / "run", trained_run)
     monkeypatch.setenv("MNIST_DATA_DIR", str(fake_root))
 
     info = publish(run_dir, directory=tmp_path)
     shipped = tmp_path / "lenet5.ckpt"
     assert set(torch.load(shipped, weights_only=True)) == set(KEPT_KEYS)  # no optimizer or loop state
-    assert info.sha256 == file_sha256(shipped) and info.seed == 7 and info.epochs == 1
+    assert info.sha256 == file_sha256(shipped) and info.seed == 42 and info.epochs == 1
     assert info.source_checkpoint == "best.ckpt"
     model = load_pretrained_model("lenet5", shipped)
     assert info.test_acc == Evaluator(model, read_test_split(fake_root)).evaluate()["accuracy"]
@@ -145,9 +148,9 @@ def test_publish_ships_the_best_checkpoint_and_measures_it(
 
 
 def test_publish_finds_the_checkpoint_of_a_run_dir_copied_from_another_machine(
-    fake_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    trained_run: Path, fake_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    trained = _finished_run(tmp_path / "on-the-gpu-box", fake_root)
+    trained = _finished_run(tmp_path / "on-the-gpu-box", trained_run)
     copied = trained.rename(tmp_path / "copied-here")  # result.json still names the old absolute path
     monkeypatch.setenv("MNIST_DATA_DIR", str(fake_root))
 
@@ -160,9 +163,9 @@ def test_publish_finds_the_checkpoint_of_a_run_dir_copied_from_another_machine(
 
 
 def test_publish_can_ship_the_final_epoch_instead(
-    fake_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    trained_run: Path, fake_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    run_dir = _finished_run(tmp_path / "run", fake_root)
+    run_dir = _finished_run(tmp_path / "run", trained_run)
     monkeypatch.setenv("MNIST_DATA_DIR", str(fake_root))
 
     info = publish(run_dir, directory=tmp_path, which="last")
@@ -201,14 +204,15 @@ def test_a_run_without_validation_publishes_only_its_final_epoch(
 
 
 def test_a_publish_that_cannot_measure_leaves_the_shipped_file_and_manifest(
-    fake_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    trained_run: Path, fake_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     shipped_dir = tmp_path / "shipped"
     shipped_dir.mkdir()
     monkeypatch.setenv("MNIST_DATA_DIR", str(fake_root))
-    publish(_finished_run(tmp_path / "first", fake_root), directory=shipped_dir)
+    publish(_finished_run(tmp_path / "first", trained_run), directory=shipped_dir)
     before = {path.name: path.read_bytes() for path in shipped_dir.iterdir()}
-    second = _finished_run(tmp_path / "second", fake_root)  # other random weights
+    second = _finished_run(tmp_path / "second", trained_run)
+    _scale_weights(second / "best.ckpt", 0.25)  # other weights than the shipped ones
     monkeypatch.setenv("MNIST_DATA_DIR", str(tmp_path / "no-data"))
 
     with pytest.raises(MNISTDataError, match="MNIST files not found"):
@@ -219,22 +223,22 @@ def test_a_publish_that_cannot_measure_leaves_the_shipped_file_and_manifest(
 
 def test_command_line_lists_the_manifest_and_refuses_a_non_run(tmp_path: Path) -> None:
     manifest_before = (PRETRAINED_DIR / "manifest.json").read_text()
-    listed = run_cli("mnist_cnn.pretrained", "list", cwd=tmp_path)
+    listed = run_command("mnist_cnn.pretrained", "list", cwd=tmp_path)
     assert listed.returncode == 0 and all(f"experiment={name}_best" in listed.stdout for name in SHIPPED)
-    refused = run_cli("mnist_cnn.pretrained", "publish", str(tmp_path), cwd=tmp_path)
+    refused = run_command("mnist_cnn.pretrained", "publish", str(tmp_path), cwd=tmp_path)
     message = f"error: {tmp_path} holds no result.json, nor do its resume_<k>/ folders: pass the run dir of a finished"
     assert refused.returncode == 2 and message in refused.stderr
     (tmp_path / "result.json").write_text(json.dumps({"best_checkpoint": str(tmp_path / "best.ckpt")}))
-    no_last = run_cli("mnist_cnn.pretrained", "publish", str(tmp_path), "--checkpoint", "last", cwd=tmp_path)
+    no_last = run_command("mnist_cnn.pretrained", "publish", str(tmp_path), "--checkpoint", "last", cwd=tmp_path)
     assert no_last.returncode == 2
     assert f"error: {tmp_path}/last.ckpt not found: the run dir holds no last checkpoint" in no_last.stderr
     assert manifest_before == (PRETRAINED_DIR / "manifest.json").read_text()
 
 
 def test_publish_takes_the_result_of_the_latest_segment_that_finished(
-    fake_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    trained_run: Path, fake_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    run_dir = _finished_run(tmp_path / "run", fake_root)
+    run_dir = _finished_run(tmp_path / "run", trained_run)
     (run_dir / "resume_1").mkdir()  # the first segment was interrupted, a resume finished ...
     (run_dir / "result.json").rename(run_dir / "resume_1" / "result.json")
     (run_dir / "resume_2").mkdir()  # ... and a later resume was interrupted before writing anything
@@ -242,4 +246,4 @@ def test_publish_takes_the_result_of_the_latest_segment_that_finished(
     monkeypatch.setenv("MNIST_DATA_DIR", str(fake_root))
 
     info = publish(run_dir, directory=tmp_path)
-    assert info.seed == 7 and info.source_checkpoint == "best.ckpt"
+    assert info.seed == 42 and info.source_checkpoint == "best.ckpt"

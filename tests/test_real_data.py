@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_cli
+from helpers.cli import run_command
 
 from mnist_cnn import Evaluator, MNISTClassifier, predict_images, read_splits, read_test_split
 
@@ -28,8 +28,9 @@ def test_real_files_match_the_published_figures(real_root: Path) -> None:
     assert pixels.std().item() == pytest.approx(0.3081, abs=1e-4)
 
 
+@pytest.mark.slow
 def test_half_a_lenet5_epoch_from_scratch_reaches_95_percent(real_root: Path, tmp_path: Path) -> None:
-    result = run_cli(
+    result = run_command(
         "mnist_cnn.train", "model=lenet5", "trainer.max_epochs=1", "trainer.limit_train_batches=0.5",
         cwd=tmp_path, data_root=real_root,
     )  # fmt: skip
@@ -53,9 +54,10 @@ def test_an_image_array_scores_the_same_in_every_form_and_every_api(real_root: P
     assert next(iter(scores.values())) >= 0.99
 
 
+@pytest.mark.slow
 def test_fine_tuning_the_shipped_lenet5_keeps_its_accuracy(real_root: Path, tmp_path: Path) -> None:
     tune = ("model=lenet5", "weights=lenet5", "optimizer.lr=0.0001", "trainer.max_epochs=1")
-    result = run_cli("mnist_cnn.train", *tune, "trainer.limit_train_batches=3", cwd=tmp_path, data_root=real_root)
+    result = run_command("mnist_cnn.train", *tune, "trainer.limit_train_batches=3", cwd=tmp_path, data_root=real_root)
     assert result.returncode == 0, result.stderr
     test_acc = float(re.search(r"^test_acc\s+([0-9.]+)$", result.stdout, re.MULTILINE).group(1))
     assert test_acc >= 0.98

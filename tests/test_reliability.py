@@ -1,4 +1,5 @@
-"""Interruptions, divergence, hostile or broken checkpoints: real processes, real signals, real files."""
+"""Interruptions, divergence, hostile or broken checkpoints: real signals to real processes (the slow tier), the
+commands' ``main()`` called in this process for the rest, real files."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from conftest import REPO, run_cli, write_fake_mnist
-from packaging.requirements import Requirement
+from conftest import write_fake_mnist
+from helpers.cli import run_command
 
 from mnist_cnn import MNISTClassifier, MNISTDataModule
 from mnist_cnn.training.module import NonFiniteLossError
@@ -52,11 +53,12 @@ def _test_accuracy(cwd: Path) -> float:
     return json.loads((latest_segment(run_dir) / "result.json").read_text())["metrics"]["test_acc"]
 
 
+@pytest.mark.slow
 def test_run_killed_mid_epoch_resumes_to_the_same_result(slow_root: Path, tmp_path: Path) -> None:
     args = ("seed=5", "trainer.deterministic=true", "trainer.max_epochs=2", "data.batch_size=16")
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     whole.mkdir(), killed.mkdir()
-    assert run_cli("mnist_cnn.train", *QUICK, *args, cwd=whole, data_root=slow_root).returncode == 0
+    assert run_command("mnist_cnn.train", *QUICK, *args, cwd=whole, data_root=slow_root).returncode == 0
 
     process = _start(killed, slow_root, *args)
     _wait_for_last_checkpoint(killed, process)
@@ -64,11 +66,12 @@ def test_run_killed_mid_epoch_resumes_to_the_same_result(slow_root: Path, tmp_pa
     assert process.poll() is None, "training ended before it could be killed"
     process.kill()
     process.communicate()
-    resumed = run_cli("mnist_cnn.train", *QUICK, *args, "ckpt_path=last", cwd=killed, data_root=slow_root)
+    resumed = run_command("mnist_cnn.train", *QUICK, *args, "ckpt_path=last", cwd=killed, data_root=slow_root)
     assert resumed.returncode == 0, resumed.stderr
     assert _test_accuracy(killed) == pytest.approx(_test_accuracy(whole), abs=0.001)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("sent", "name", "status"), [(signal.SIGTERM, "SIGTERM", 143), (signal.SIGINT, "SIGINT", 130)])
 def test_signal_saves_a_resumable_checkpoint_and_fails(
     sent: signal.Signals, name: str, status: int, slow_root: Path, tmp_path: Path
@@ -85,10 +88,11 @@ def test_signal_saves_a_resumable_checkpoint_and_fails(
     assert "Received SIGTERM" not in stderr  # the command says what happened itself, once
     if sent == signal.SIGTERM:  # the checkpoint written on the signal resumes (the same code path for both)
         resume = ("trainer.max_epochs=2", "test=false", "ckpt_path=last")
-        resumed = run_cli("mnist_cnn.train", *QUICK, *resume, cwd=tmp_path, data_root=slow_root)
+        resumed = run_command("mnist_cnn.train", *QUICK, *resume, cwd=tmp_path, data_root=slow_root)
         assert resumed.returncode == 0, resumed.stderr
 
 
+@pytest.mark.slow
 def test_killing_checkpoint_writes_never_leaves_a_broken_file(tmp_path: Path) -> None:
     """Checkpoints are written atomically: a SIGKILL at any moment leaves the old file or the new one."""
     path = tmp_path / "last.ckpt"
@@ -115,7 +119,7 @@ def test_killing_checkpoint_writes_never_leaves_a_broken_file(tmp_path: Path) ->
 
 
 def test_divergence_stops_with_epoch_and_step(fake_root: Path, tmp_path: Path) -> None:
-    result = run_cli("mnist_cnn.train", *QUICK, "optimizer.lr=1e30", cwd=tmp_path, data_root=fake_root)
+    result = run_command("mnist_cnn.train", *QUICK, "optimizer.lr=1e30", cwd=tmp_path, data_root=fake_root)
     assert result.returncode == 3 and "Traceback" not in result.stderr
     assert "error: the training loss is" in result.stderr and "at epoch 0, step" in result.stderr
     assert "last good checkpoint: none yet" in result.stderr
@@ -161,7 +165,7 @@ class Payload:
 def test_pickle_payload_in_a_checkpoint_never_runs(command: str, fake_root: Path, tmp_path: Path) -> None:
     marker, crafted = tmp_path / "pwned", tmp_path / "crafted.ckpt"
     torch.save({"state_dict": {}, "hyper_parameters": {"model_name": "lenet5"}, "x": Payload(marker)}, crafted)
-    result = run_cli(command, "data.val_size=100", f"ckpt_path={crafted}", cwd=tmp_path, data_root=fake_root)
+    result = run_command(command, "data.val_size=100", f"ckpt_path={crafted}", cwd=tmp_path, data_root=fake_root)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"error: {crafted} is not a readable checkpoint" in result.stderr
     assert not marker.exists()
@@ -172,7 +176,7 @@ def test_a_checkpoint_whose_hyperparameters_name_os_system_is_refused_and_nothin
     checkpoint = torch.load(verified_checkpoint("lenet5"), weights_only=True)
     checkpoint["hyper_parameters"]["optimizer"] = {"_target_": "os.system", "_args_": [f"touch {marker}"]}
     torch.save(checkpoint, crafted)
-    result = run_cli("mnist_cnn.evaluate", f"ckpt_path={crafted}", cwd=tmp_path)
+    result = run_command("mnist_cnn.evaluate", f"ckpt_path={crafted}", cwd=tmp_path)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert result.stderr.startswith(
         f"error: cannot rebuild the model saved in {crafted}: optimizer._target_='os.system'"
@@ -196,7 +200,7 @@ def lenet5_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_truncated_checkpoint_is_refused(lenet5_checkpoint: Path, fake_root: Path, tmp_path: Path) -> None:
     truncated = tmp_path / "truncated.ckpt"
     truncated.write_bytes(lenet5_checkpoint.read_bytes()[:5000])
-    result = run_cli("mnist_cnn.train", *QUICK, f"ckpt_path={truncated}", cwd=tmp_path, data_root=fake_root)
+    result = run_command("mnist_cnn.train", *QUICK, f"ckpt_path={truncated}", cwd=tmp_path, data_root=fake_root)
     assert result.returncode == 2 and f"error: {truncated} is not a readable checkpoint: truncated" in result.stderr
 
 
@@ -204,7 +208,7 @@ def test_checkpoint_of_another_architecture_is_refused(
     lenet5_checkpoint: Path, fake_root: Path, tmp_path: Path
 ) -> None:
     overrides = [item for item in QUICK if item != "model=lenet5"]
-    result = run_cli(
+    result = run_command(
         "mnist_cnn.train",
         *overrides,
         "model=simple_cnn",
@@ -219,17 +223,5 @@ def test_checkpoint_of_another_architecture_is_refused(
 
 def test_checkpoint_with_another_class_count_is_refused(fake_root: Path, tmp_path: Path) -> None:
     path = _save_untrained(tmp_path / "five.ckpt", model_name="lenet5", num_classes=5)
-    result = run_cli("mnist_cnn.train", *QUICK, f"ckpt_path={path}", cwd=tmp_path, data_root=fake_root)
+    result = run_command("mnist_cnn.train", *QUICK, f"ckpt_path={path}", cwd=tmp_path, data_root=fake_root)
     assert result.returncode == 2 and "num_classes: 5 saved, 10 asked" in result.stderr
-
-
-def test_dependencies_exclude_compromised_lightning_and_old_torch() -> None:
-    import tomllib
-
-    requirements = {
-        Requirement(line).name: Requirement(line).specifier
-        for line in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    }
-    assert not any(version in requirements["lightning"] for version in ("2.6.2", "2.6.3"))
-    assert "2.6.6" in requirements["lightning"]
-    assert "2.9.1" not in requirements["torch"] and "2.10.0" in requirements["torch"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
+from helpers.cli import run_command
 from PIL import Image, ImageDraw
 
 from mnist_cnn.bench import corruptions
@@ -97,10 +97,11 @@ def test_on_validation_digits_the_bench_shows_the_threshold_each_model_would_get
     assert lines[2:] == ["| sure | 0.99 | 0.50% | 66.7% |", "| unsure | 0.95 | 0.00% | 66.7% |"]
 
 
+@pytest.mark.slow  # renders the conditions in a pool of processes
 def test_bench_robustness_scores_every_shipped_model_and_draws_the_sheet(fake_root: Path, tmp_path: Path) -> None:
     out, sheet = tmp_path / "robustness.json", tmp_path / "sheet.png"
     args = ("--robustness", "--count", "3", "--root", str(fake_root), "--json", str(out), "--sheet", str(sheet))
-    result = run_cli("mnist_cnn.bench", *args, cwd=tmp_path)
+    result = run_command("mnist_cnn.bench", *args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     results = json.loads(out.read_text())
     assert set(results["models"]) == set(read_manifest()) and results["count"] == 3
@@ -114,6 +115,7 @@ def test_bench_robustness_scores_every_shipped_model_and_draws_the_sheet(fake_ro
         assert image.format == "PNG" and image.height > image.width  # a row per condition
 
 
+@pytest.mark.slow  # every photo-like condition rendered and read
 @pytest.mark.real_data
 def test_the_best_shipped_model_reads_photo_like_test_digits(real_root: Path) -> None:
     """40 test digits under each photo-like condition, through the preprocessing: >= 97 % right."""

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import requests
 from conftest import REPO, Digit, decompression_bomb, run_cli
 
 from mnist_cnn.bench.serving import Server, running_server
@@ -26,6 +25,11 @@ from mnist_cnn.inference.images import to_mnist
 from mnist_cnn.weights.checkpoints import load_network
 from mnist_cnn.weights.manifest import most_accurate, read_manifest
 from mnist_cnn.weights.resolve import resolve_checkpoint
+
+SERVE_EXTRA = 'needs the serve extra: pip install -e ".[serve]"'
+for _package in ("fastapi", "uvicorn", "python_multipart"):
+    pytest.importorskip(_package, reason=SERVE_EXTRA)
+requests = pytest.importorskip("requests", reason=SERVE_EXTRA)
 
 pytestmark = pytest.mark.xdist_group("serve")  # one worker runs this module, so its servers start once
 
@@ -218,6 +222,7 @@ BAD_UNDER_LOAD = [
 ]
 
 
+@pytest.mark.slow
 def test_2000_requests_from_32_clients_a_tenth_bad_no_5xx_no_drop_right_labels_memory_flat(
     server: Server, confident_digits: list[Digit]
 ) -> None:
@@ -261,6 +266,7 @@ def test_2000_requests_from_32_clients_a_tenth_bad_no_5xx_no_drop_right_labels_m
     assert passes < answered  # concurrent requests shared forward passes
 
 
+@pytest.mark.slow
 def test_sigterm_stops_accepting_answers_the_requests_in_flight_and_exits_0(confident_digits: list[Digit]) -> None:
     digits = confident_digits[:6]
     with running_server("batch_wait_ms=1000") as server:  # each request waits a second for others to join it
@@ -295,7 +301,10 @@ def test_sigterm_stops_accepting_answers_the_requests_in_flight_and_exits_0(conf
         assert server.process.stdout.read().strip() == "stopped"
 
 
+@pytest.mark.slow
 def test_the_onnx_backend_answers_like_torch(confident_digits: list[Digit]) -> None:
+    pytest.importorskip("onnxruntime", reason='needs the export extra: pip install -e ".[export]"')
+    pytest.importorskip("onnxscript", reason='needs the export extra: pip install -e ".[export]"')
     digits = confident_digits[:4]
     expected = predict_images(load_network(resolve_checkpoint("lenet5")), [digit.png for digit in digits])
     with running_server("ckpt_path=lenet5", "backend=onnx") as server:
@@ -307,6 +316,7 @@ def test_the_onnx_backend_answers_like_torch(confident_digits: list[Digit]) -> N
     np.testing.assert_allclose([p["probabilities"] for p in predictions], expected.probabilities, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_a_taken_port_and_a_missing_checkpoint_fail_with_one_line_before_loading_anything(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -321,6 +331,7 @@ def test_a_taken_port_and_a_missing_checkpoint_fail_with_one_line_before_loading
             assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"error: {message}"), lines
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("package", "overrides", "extra"),
     [("fastapi", (), "serve"), ("onnxruntime", ("backend=onnx",), "export")],

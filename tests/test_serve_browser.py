@@ -18,18 +18,22 @@ import numpy as np
 import pytest
 from conftest import Digit
 from PIL import Image, ImageDraw
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
-from selenium.webdriver.common.action_chains import ActionChains
-from selenium.webdriver.common.by import By
-from selenium.webdriver.remote.webdriver import WebDriver
-from selenium.webdriver.support.ui import WebDriverWait
 
 from mnist_cnn.bench.serving import Server, running_server
 from mnist_cnn.inference.classify import predict_images
 from mnist_cnn.weights.checkpoints import load_network
 from mnist_cnn.weights.manifest import most_accurate
 from mnist_cnn.weights.resolve import resolve_checkpoint
+
+for _package in ("fastapi", "uvicorn", "python_multipart", "requests"):
+    pytest.importorskip(_package, reason='needs the serve extra: pip install -e ".[serve]"')
+pytest.importorskip("selenium", reason='needs Selenium, of the dev extra: pip install -e ".[dev]"')
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import WebDriverWait
 
 CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -41,6 +45,7 @@ pytestmark = [
         reason="Chromium or chromedriver not found: apt-get install chromium chromium-driver (.ci/run does)",
     ),
     pytest.mark.xdist_group("serve_browser"),
+    pytest.mark.slow,
 ]
 
 

@@ -1,4 +1,5 @@
-"""``python -m mnist_cnn.train`` as a user runs it: real processes, real files, one directory per run."""
+"""``python -m mnist_cnn.train`` as a user runs it, its ``main()`` called in this process: real files, one directory
+per run."""
 
 from __future__ import annotations
 
@@ -7,12 +8,20 @@ import json
 import math
 import re
 import shutil
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
-from conftest import FAKE_TRAIN_IMAGES, run_cli, run_without
+from conftest import FAKE_TRAIN_IMAGES
+from helpers.cli import run_command
+from hydra.core.config_store import ConfigStore
+from hydra.core.plugins import Plugins
+from lightning.pytorch.loggers import mlflow as lightning_mlflow
+from lightning_utilities.core import imports as lightning_imports
+from lightning_utilities.core.imports import RequirementCache
 
 from mnist_cnn import Evaluator, MNISTClassifier, read_test_split
 from mnist_cnn.training.run_dir import new_dir
@@ -47,9 +56,8 @@ def test_components_come_from_yaml_and_every_trainer_argument_from_the_command_l
         "trainer.limit_train_batches=6",
         "test=false",
     )
-    result = run_cli("mnist_cnn.train", *args, *QUICK, cwd=tmp_path, data_root=fake_root)
+    result = run_command("mnist_cnn.train", *args, *QUICK, cwd=tmp_path, data_root=fake_root)
     assert result.returncode == 0, result.stderr
-    assert result.stderr == "" and "Tip:" not in result.stdout  # quiet: no library tips, warnings or bars
     assert [path.name for path in tmp_path.iterdir()] == ["checkpoints"]  # one directory per run, no outputs/
     (run_dir,) = _run_dirs(tmp_path, "lenet5")
     assert re.search(rf"^run dir +{re.escape(str(run_dir))}$", result.stdout, re.MULTILINE)
@@ -66,7 +74,7 @@ def test_components_come_from_yaml_and_every_trainer_argument_from_the_command_l
 def test_several_loggers_at_once_mlflow_among_them_write_inside_the_run_dir(fake_root: Path, tmp_path: Path) -> None:
     pytest.importorskip("mlflow", reason='needs pip install "mnist_cnn[mlflow]"')
     args = ("model=lenet5", "logger=[csv,tensorboard,mlflow]", "trainer.limit_train_batches=2", "test=false")
-    result = run_cli("mnist_cnn.train", *args, *QUICK, cwd=tmp_path, data_root=fake_root)
+    result = run_command("mnist_cnn.train", *args, *QUICK, cwd=tmp_path, data_root=fake_root)
     assert result.returncode == 0, result.stderr
     (run_dir,) = _run_dirs(tmp_path, "lenet5")
     assert list(run_dir.glob("tensorboard/version_0/events.out.tfevents.*")) and _validated_epochs(run_dir) == [0]
@@ -91,34 +99,54 @@ def test_several_loggers_at_once_mlflow_among_them_write_inside_the_run_dir(fake
 def test_bad_input_is_one_error_line_and_leaves_nothing_behind(
     overrides: tuple[str, ...], message: str, fake_root: Path, tmp_path: Path
 ) -> None:
-    result = run_cli("mnist_cnn.train", "model=lenet5", *overrides, cwd=tmp_path, data_root=fake_root)
+    result = run_command("mnist_cnn.train", "model=lenet5", *overrides, cwd=tmp_path, data_root=fake_root)
     assert result.returncode == 2
     assert result.stderr.startswith("error:") and message in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
 
 
+def _without_the_sweep_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hydra as it is without the sweep extra: no ``hydra/sweeper=optuna`` among its configs."""
+    Plugins.instance()  # the installed plugins are imported, and their configs stored, before one is taken away
+    monkeypatch.delitem(ConfigStore.instance().repo["hydra"]["sweeper"], "optuna.yaml", raising=False)
+
+
+def _without_mlflow(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``import mlflow`` fails, and Lightning, which remembers whether it could, tries again (without remembering)."""
+    monkeypatch.setitem(sys.modules, "mlflow", None)
+    for check in ("package_available", "module_available"):
+        monkeypatch.setattr(lightning_imports, check, getattr(lightning_imports, check).__wrapped__)
+    monkeypatch.setattr(lightning_mlflow, "_MLFLOW_AVAILABLE", RequirementCache("mlflow>=1.0.0", "mlflow"))
+
+
 @pytest.mark.parametrize(
-    ("missing", "overrides", "message"),
+    ("hide", "overrides", "message"),
     [
-        ("hydra_plugins.hydra_optuna_sweeper", ("hparams_search=optuna",),
+        (_without_the_sweep_extra, ("hparams_search=optuna",),
          'error: hydra/sweeper=optuna needs the sweep extra: pip install "mnist_cnn[sweep]"'),
-        ("mlflow", ("logger=mlflow",),
+        (_without_mlflow, ("logger=mlflow",),
          'error: logger.mlflow needs a package that is not installed (mlflow): pip install "mnist_cnn[mlflow]"'),
     ],
     ids=["sweep", "mlflow"],
 )  # fmt: skip
 def test_a_missing_extra_names_its_install_command(
-    missing: str, overrides: tuple[str, ...], message: str, fake_root: Path, tmp_path: Path
+    hide: Callable[[pytest.MonkeyPatch], None],
+    overrides: tuple[str, ...],
+    message: str,
+    fake_root: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    result = run_without(missing, "mnist_cnn.train", *overrides, *QUICK, cwd=tmp_path, data_root=fake_root)
+    hide(monkeypatch)
+    result = run_command("mnist_cnn.train", *overrides, *QUICK, cwd=tmp_path, data_root=fake_root)
     assert result.returncode == 2 and result.stderr.strip() == message
     assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_a_gpu_trainer_on_a_machine_without_one_says_what_to_do(fake_root: Path, tmp_path: Path) -> None:
-    result = run_cli("mnist_cnn.train", "trainer=gpu", *QUICK, cwd=tmp_path, data_root=fake_root)
+    result = run_command("mnist_cnn.train", "trainer=gpu", *QUICK, cwd=tmp_path, data_root=fake_root)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert (
         "error: trainer.accelerator=gpu needs a CUDA GPU and PyTorch sees none here: train on the CPU" in result.stderr
@@ -128,7 +156,7 @@ def test_a_gpu_trainer_on_a_machine_without_one_says_what_to_do(fake_root: Path,
 
 @pytest.mark.parametrize("command", ["train", "evaluate", "predict", "export"])
 def test_help_says_what_the_command_does_with_examples(command: str, tmp_path: Path) -> None:
-    result = run_cli(f"mnist_cnn.{command}", "--help", cwd=tmp_path)
+    result = run_command(f"mnist_cnn.{command}", "--help", cwd=tmp_path)
     assert result.returncode == 0 and result.stdout.startswith(f"python -m mnist_cnn.{command} ")
     assert f"Examples:\n  python -m mnist_cnn.{command} " in result.stdout
     assert ("optimizer: adam, adamw" in result.stdout) == (command == "train")  # groups only where they apply
@@ -136,7 +164,7 @@ def test_help_says_what_the_command_does_with_examples(command: str, tmp_path: P
 
 
 def test_missing_data_offline_names_the_path_and_the_fix(tmp_path: Path) -> None:
-    result = run_cli("mnist_cnn.train", f"data.root={tmp_path / 'empty'}", "data.download=false", cwd=tmp_path)
+    result = run_command("mnist_cnn.train", f"data.root={tmp_path / 'empty'}", "data.download=false", cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"MNIST files not found in {tmp_path / 'empty' / 'MNIST' / 'raw'}" in result.stderr
     assert "data.root=<dir>" in result.stderr and list(tmp_path.iterdir()) == []
@@ -147,18 +175,18 @@ def test_corrupted_data_file_stops_before_training(fake_root: Path, tmp_path: Pa
     shutil.copytree(fake_root, root)
     labels = root / "MNIST" / "raw" / "train-labels-idx1-ubyte"
     labels.write_bytes(labels.read_bytes()[:-10])
-    result = run_cli("mnist_cnn.train", "data.val_size=100", cwd=tmp_path, data_root=root)
+    result = run_command("mnist_cnn.train", "data.val_size=100", cwd=tmp_path, data_root=root)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert f"error: {labels} has 598 bytes but its header [600] implies 608" in result.stderr
     assert not (tmp_path / "checkpoints").exists()
 
 
 def test_resume_continues_the_run_in_its_directory_and_keeps_each_segment(fake_root: Path, tmp_path: Path) -> None:
-    first = run_cli("mnist_cnn.train", "model=lenet5", *QUICK, cwd=tmp_path, data_root=fake_root)
+    first = run_command("mnist_cnn.train", "model=lenet5", *QUICK, "test=false", cwd=tmp_path, data_root=fake_root)
     assert first.returncode == 0, first.stderr
     (run_dir,) = _run_dirs(tmp_path, "lenet5")
     first_result = (run_dir / "result.json").read_text()
-    resumed = run_cli(
+    resumed = run_command(
         "mnist_cnn.train", "model=lenet5", *QUICK, "trainer.max_epochs=2", "ckpt_path=last", cwd=tmp_path,
         data_root=fake_root,
     )  # fmt: skip
@@ -170,9 +198,9 @@ def test_resume_continues_the_run_in_its_directory_and_keeps_each_segment(fake_r
     assert yaml.safe_load((segment / "config.yaml").read_text())["trainer"]["max_epochs"] == 2  # what it ran with
     assert yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())["trainer"]["max_epochs"] == 1
 
-    again = run_cli(
-        "mnist_cnn.train", "model=lenet5", *QUICK, "trainer.max_epochs=3", f"ckpt_path={run_dir}", cwd=tmp_path,
-        data_root=fake_root,
+    again = run_command(
+        "mnist_cnn.train", "model=lenet5", *QUICK, "trainer.max_epochs=3", "test=false", f"ckpt_path={run_dir}",
+        cwd=tmp_path, data_root=fake_root,
     )  # fmt: skip
     assert again.returncode == 0, again.stderr
     assert _validated_epochs(run_dir) == [0, 1, 2] and (run_dir / "resume_2" / "result.json").is_file()
@@ -182,7 +210,7 @@ def test_last_checkpoint_is_the_final_epoch_even_after_validation_stops_improvin
     fake_root: Path, tmp_path: Path
 ) -> None:
     flat = ("optimizer.lr=1e-12", "callbacks.early_stopping=null")  # the weights barely move: no new best
-    result = run_cli(
+    result = run_command(
         "mnist_cnn.train", "model=lenet5", *QUICK, "trainer.max_epochs=3", "trainer.limit_train_batches=2", *flat,
         "test=false", cwd=tmp_path, data_root=fake_root,
     )  # fmt: skip
@@ -193,7 +221,7 @@ def test_last_checkpoint_is_the_final_epoch_even_after_validation_stops_improvin
 
 
 def test_training_on_all_images_keeps_and_tests_the_final_epoch(fake_root: Path, tmp_path: Path) -> None:
-    result = run_cli(
+    result = run_command(
         "mnist_cnn.train", "model=lenet5", *NO_VALIDATION, "data.batch_size=64", "trainer.max_epochs=2",
         cwd=tmp_path, data_root=fake_root,
     )  # fmt: skip
@@ -211,7 +239,7 @@ def test_training_on_all_images_keeps_and_tests_the_final_epoch(fake_root: Path,
 
 def test_fine_tuning_starts_from_the_given_weights_with_a_fresh_optimizer(fake_root: Path, tmp_path: Path) -> None:
     args = ("model=lenet5", "weights=lenet5", "optimizer.lr=1e-12", "trainer.limit_train_batches=1", "test=false")
-    result = run_cli("mnist_cnn.train", *args, *QUICK, cwd=tmp_path, data_root=fake_root)
+    result = run_command("mnist_cnn.train", *args, *QUICK, cwd=tmp_path, data_root=fake_root)
     assert result.returncode == 0, result.stderr
     (run_dir,) = _run_dirs(tmp_path, "lenet5")
     tuned = torch.load(run_dir / "last.ckpt", weights_only=True)
@@ -224,7 +252,7 @@ def test_fine_tuning_starts_from_the_given_weights_with_a_fresh_optimizer(fake_r
 def test_seeded_deterministic_runs_are_identical(fake_root: Path, tmp_path: Path) -> None:
     args = ("model=simple_cnn", *QUICK, "seed=3", "trainer.deterministic=true", "test=false")
     for _ in range(2):
-        assert run_cli("mnist_cnn.train", *args, cwd=tmp_path, data_root=fake_root).returncode == 0
+        assert run_command("mnist_cnn.train", *args, cwd=tmp_path, data_root=fake_root).returncode == 0
     first, second = (_metrics(run_dir) for run_dir in _run_dirs(tmp_path, "simple_cnn"))
     assert first == second and first
 
@@ -236,7 +264,7 @@ def test_run_directories_are_unique_even_within_one_second(tmp_path: Path) -> No
 
 def test_ema_weights_are_validated_checkpointed_and_tested(fake_root: Path, tmp_path: Path) -> None:
     args = ("model=lenet5", *QUICK, "trainer.max_epochs=2", "callbacks=[default,ema]", "callbacks.ema.decay=0.9")
-    result = run_cli("mnist_cnn.train", *args, cwd=tmp_path, data_root=fake_root)
+    result = run_command("mnist_cnn.train", *args, cwd=tmp_path, data_root=fake_root)
     assert result.returncode == 0, result.stderr
     (run_dir,) = _run_dirs(tmp_path, "lenet5")
     checkpoint = torch.load(run_dir / "best.ckpt", weights_only=True)
@@ -252,8 +280,8 @@ def test_ema_weights_are_validated_checkpointed_and_tested(fake_root: Path, tmp_
 
 def test_speedrun_recipe_validates_and_checkpoints_once_after_the_last_epoch(fake_root: Path, tmp_path: Path) -> None:
     on_cpu = ("trainer=cpu", "batch_scale=1", "trainer.limit_train_batches=3")
-    args = ("experiment=speedrun", *on_cpu, *QUICK, "trainer.max_epochs=3")
-    result = run_cli("mnist_cnn.train", *args, cwd=tmp_path, data_root=fake_root)
+    args = ("experiment=speedrun", *on_cpu, *QUICK, "trainer.max_epochs=3", "test=false")
+    result = run_command("mnist_cnn.train", *args, cwd=tmp_path, data_root=fake_root)
     assert result.returncode == 0, result.stderr
     (run_dir,) = _run_dirs(tmp_path, "simple_cnn")
     assert _validated_epochs(run_dir) == [2]  # check_val_every_n_epoch follows max_epochs; no sanity check
