@@ -43,6 +43,7 @@ from mnist_cnn.weights.manifest import read_manifest
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 SHUTDOWN_GRACE_S = 30  # after SIGTERM, how long requests in flight may take before they are cancelled
 LOCALHOST = ("localhost", "127.0.0.1", "[::1]")
+INLINE_JSON_BYTES = 64 * 1024  # a JSON body up to this size (a canvas drawing: about 10 KB) is read in the event loop
 
 
 def answers(
@@ -104,7 +105,10 @@ async def read_pixels(request: Request, config: ServeConfig, workers: Workers) -
         body = await request.body()
         if not body:
             raise BadRequest(f"the request body is empty: {FORMS}")
-        read = await loop.run_in_executor(workers.parser, read_json, body, config.max_images)
+        if len(body) <= INLINE_JSON_BYTES:  # read at once: a thread costs more than reading a small body
+            read = read_json(body, config.max_images)
+        else:
+            read = await loop.run_in_executor(workers.parser, read_json, body, config.max_images)
         if isinstance(read, np.ndarray):
             return read
         files = read
@@ -151,7 +155,7 @@ def create_app(
     app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
     key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="needed when the server has an api_key")
 
-    def check_key(key: str | None = Depends(key_header)) -> None:
+    async def check_key(key: str | None = Depends(key_header)) -> None:  # async: no thread for a comparison
         if config.api_key and not (key and hmac.compare_digest(key.encode(), config.api_key.encode())):
             raise BadRequest("this server needs its API key in the X-API-Key header; it was missing or wrong", 401)
 
