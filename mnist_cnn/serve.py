@@ -18,7 +18,6 @@ from mnist_cnn.errors import ConfigError, missing_extra
 from mnist_cnn.weights.manifest import most_accurate
 from mnist_cnn.weights.resolve import resolve_checkpoint
 
-
 WILDCARD_HOSTS = ("0.0.0.0", "::")
 
 

@@ -176,7 +176,9 @@ def test_only_png_jpeg_and_bmp_files_are_read_and_none_starts_a_process(
     assert started == []
 
 
-@pytest.mark.parametrize(("kind", "size", "read"), [("JPEG", (4000, 3000), (1024, 768)), ("PNG", (3000, 2000), (1024, 683))])
+@pytest.mark.parametrize(
+    ("kind", "size", "read"), [("JPEG", (4000, 3000), (1024, 768)), ("PNG", (3000, 2000), (1024, 683))]
+)
 def test_a_large_image_is_reduced_while_it_is_decoded(kind: str, size: tuple[int, int], read: tuple[int, int]) -> None:
     page = Image.new("L", size, 255)
     ImageDraw.Draw(page).line([(size[0] // 3, size[1] // 4), (size[0] // 2, 3 * size[1] // 4)], fill=0, width=80)

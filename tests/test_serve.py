@@ -35,19 +35,19 @@ pytest.importorskip("swagger_ui_bundle", reason="the serve extra is not installe
 pytest.importorskip("httpx2", reason="FastAPI's TestClient needs httpx2 (the dev extra)")
 requests = pytest.importorskip("requests", reason="the dev extra is not installed")
 
-from conftest import REPO, Digit, decompression_bomb, run_cli  # noqa: E402
-from fastapi.testclient import TestClient  # noqa: E402
-from PIL import EpsImagePlugin, Image  # noqa: E402
+from conftest import REPO, Digit, decompression_bomb, run_cli
+from fastapi.testclient import TestClient
+from PIL import EpsImagePlugin, Image
 
-from mnist_cnn.bench.serving import Server, running_server  # noqa: E402
-from mnist_cnn.config import MAX_PIXELS, ServeConfig, compose_config, validate  # noqa: E402
-from mnist_cnn.inference.backends import load_classifier  # noqa: E402
-from mnist_cnn.inference.classify import predict_images, uncertainty_threshold  # noqa: E402
-from mnist_cnn.inference.images import to_mnist  # noqa: E402
-from mnist_cnn.inference.server import create_app  # noqa: E402
-from mnist_cnn.weights.checkpoints import load_network  # noqa: E402
-from mnist_cnn.weights.manifest import most_accurate, read_manifest  # noqa: E402
-from mnist_cnn.weights.resolve import resolve_checkpoint  # noqa: E402
+from mnist_cnn.bench.serving import Server, running_server
+from mnist_cnn.config import MAX_PIXELS, ServeConfig, compose_config, validate
+from mnist_cnn.inference.backends import load_classifier
+from mnist_cnn.inference.classify import predict_images, uncertainty_threshold
+from mnist_cnn.inference.images import to_mnist
+from mnist_cnn.inference.server import create_app
+from mnist_cnn.weights.checkpoints import load_network
+from mnist_cnn.weights.manifest import most_accurate, read_manifest
+from mnist_cnn.weights.resolve import resolve_checkpoint
 
 pytestmark = pytest.mark.xdist_group("serve")  # one worker runs this module, so its servers start once
 
@@ -71,7 +71,9 @@ def network() -> Any:
 
 def app_client(network: Any, config: ServeConfig, model: str = "", **options: Any) -> TestClient:
     """A TestClient of the app that ``python -m mnist_cnn.serve`` builds for ``network`` and ``config``."""
-    app = create_app(load_classifier(network, "torch"), config, model or most_accurate(), uncertainty_threshold(network))
+    app = create_app(
+        load_classifier(network, "torch"), config, model or most_accurate(), uncertainty_threshold(network)
+    )
     return TestClient(app, base_url=LOCAL, **options)
 
 
@@ -211,7 +213,9 @@ def test_files_base64_and_pixels_get_the_answers_of_predict_images_in_order(
     assert [p["uncertain"] for p in uploaded] == expected.uncertain.tolist() == [False] * len(digits)
 
 
-def test_the_pages_drawing_as_it_sends_it_is_read_as_its_digit(client: TestClient, confident_digits: list[Digit]) -> None:
+def test_the_pages_drawing_as_it_sends_it_is_read_as_its_digit(
+    client: TestClient, confident_digits: list[Digit]
+) -> None:
     for digit in confident_digits[:10]:  # dark ink on white, an opaque RGBA PNG in a data URL, as the canvas gives
         canvas = encoded(Image.open(io.BytesIO(digit.png)).convert("RGBA"), "PNG")
         data_url = "data:image/png;base64," + base64.b64encode(canvas).decode()
@@ -442,12 +446,16 @@ def test_of_two_servers_started_on_one_port_one_fails_whatever_the_timing(tmp_pa
     started = []
     try:
         for _ in range(2):  # the second starts while the first is still starting or loading its model
-            started.append(subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            started.append(
+                subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            )
             time.sleep(0.3)
         outcomes = sorted(_outcome(process) for process in started)
         error = f"error: cannot listen on 127.0.0.1:{port} (Address already in use): choose another port="
         assert outcomes[0][0] == "failed" and outcomes[0][1].startswith(error), outcomes
-        assert outcomes[1][0] == "serving" and outcomes[1][1].startswith(f"serving lenet5 (torch) at http://127.0.0.1:{port}/")
+        assert outcomes[1][0] == "serving" and outcomes[1][1].startswith(
+            f"serving lenet5 (torch) at http://127.0.0.1:{port}/"
+        )
         assert requests.get(f"http://127.0.0.1:{port}/health", timeout=30).json()["model"] == "lenet5"
         after = run_cli("mnist_cnn.serve", f"port={port}", "ckpt_path=lenet5", cwd=tmp_path, timeout=120)
         assert (after.returncode, after.stderr.strip().splitlines()) == (2, [outcomes[0][1]])
@@ -566,7 +574,9 @@ def test_2000_requests_from_32_clients_a_tenth_bad_no_5xx_no_drop_right_labels_m
 
     def send(index: int, http: requests.Session) -> tuple[int, int, Any]:
         if index % 10 == 0:
-            response = http.post(f"{server.url}/predict", timeout=60, **BAD_UNDER_LOAD[index // 10 % len(BAD_UNDER_LOAD)])
+            response = http.post(
+                f"{server.url}/predict", timeout=60, **BAD_UNDER_LOAD[index // 10 % len(BAD_UNDER_LOAD)]
+            )
             return index, response.status_code, response.json()["error"]
         digit = confident_digits[index % len(confident_digits)]
         response = http.post(f"{server.url}/predict", timeout=60, **files(digit.png))
@@ -658,8 +668,10 @@ def test_a_taken_port_a_missing_checkpoint_and_an_open_host_fail_with_one_line_b
         for overrides, message in (
             ((f"port={port}",), f"cannot listen on 127.0.0.1:{port} (Address already in use): choose another port="),
             (("ckpt_path=nothing.ckpt",), "ckpt_path=nothing.ckpt: no such file or directory, nor a shipped model"),
-            (("host=0.0.0.0",), "host=0.0.0.0 answers for any name of this machine: list the names clients use in "
-                                "allowed_hosts"),
+            (
+                ("host=0.0.0.0",),
+                "host=0.0.0.0 answers for any name of this machine: list the names clients use in allowed_hosts",
+            ),
         ):  # the options' ranges are checked for every command in test_config.py
             result = run_cli("mnist_cnn.serve", *overrides, cwd=tmp_path, timeout=120)
             lines = result.stderr.strip().splitlines()

@@ -208,7 +208,12 @@ def serve_table(
     for backend in backends:
         for batching, max_batch in BATCHING.items():
             overrides = (f"ckpt_path={model}", f"backend={backend}", f"max_batch_size={max_batch}")
-            row: dict[str, Any] = {"model": model, "backend": backend, "batching": batching, "max_batch_size": max_batch}
+            row: dict[str, Any] = {
+                "model": model,
+                "backend": backend,
+                "batching": batching,
+                "max_batch_size": max_batch,
+            }
             with running_server(*overrides) as server:
                 for kind in INPUTS:
                     times = latencies(server.url, bodies[kind], latency_requests)

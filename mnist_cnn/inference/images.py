@@ -61,8 +61,10 @@ def open_grayscale(source: str | os.PathLike[str] | bytes, max_pixels: int = MAX
             image.thumbnail((WORKING_SIDE, WORKING_SIDE))
             ImageOps.exif_transpose(image, in_place=True)  # phone photos store their rotation in EXIF
             return flatten_alpha(image).convert("L")
-        except Exception as error:  # a malformed file makes decoders raise nearly anything (OSError, SyntaxError, ...)
-            raise ImageError(f"not a readable image file: its pixels cannot be decoded ({type(error).__name__})") from None
+        except Exception as error:  # noqa: BLE001  (a malformed file makes decoders raise nearly anything)
+            raise ImageError(
+                f"not a readable image file: its pixels cannot be decoded ({type(error).__name__})"
+            ) from None
 
 
 @contextmanager
@@ -74,7 +76,7 @@ def _opened(source: str | os.PathLike[str] | bytes, max_pixels: int) -> Iterator
         claimed = re.search(r"\((\d+) pixels\)", str(error))
         count = f"{int(claimed.group(1)):,} pixels" if claimed else "too many pixels"
         raise ImageError(f"the image claims {count}, more than the {max_pixels:,} allowed (max_pixels)") from None
-    except Exception as error:  # not one of IMAGE_FORMATS, or a header that a decoder chokes on
+    except Exception as error:  # noqa: BLE001  (not one of IMAGE_FORMATS, or a header a decoder chokes on)
         raise ImageError(f"not a readable image file: PNG, JPEG and BMP are read ({type(error).__name__})") from None
     with image:
         width, height = image.size

@@ -216,7 +216,9 @@ def create_app(
 
     @app.exception_handler(Exception)
     async def failed(request: Request, error: Exception) -> JSONResponse:  # logged by uvicorn, shown to no client
-        message = f"{request.method} {request.url.path} failed on the server ({type(error).__name__}); it goes on serving"
+        message = (
+            f"{request.method} {request.url.path} failed on the server ({type(error).__name__}); it goes on serving"
+        )
         return JSONResponse({"error": message}, status_code=500)
 
     for route in list(app.routes):  # HEAD wherever GET: the same answer without its body
