@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import io
+import json
 import os
 import select
 import shutil
@@ -41,6 +42,7 @@ from PIL import EpsImagePlugin, Image
 
 from mnist_cnn.bench.serving import Server, running_server
 from mnist_cnn.config import MAX_PIXELS, ServeConfig, compose_config, validate
+from mnist_cnn.inference import server as server_module
 from mnist_cnn.inference.backends import load_classifier
 from mnist_cnn.inference.classify import predict_images, uncertainty_threshold
 from mnist_cnn.inference.images import to_mnist
@@ -333,6 +335,39 @@ def test_damaged_png_jpeg_and_bmp_files_get_4xx_never_5xx(client: TestClient, co
             statuses.append(client.post("/predict", **files(damaged.tobytes())).status_code)
     assert set(statuses) <= {200, 400} and 400 in statuses
     assert_still_answers(client, confident_digits[0])
+
+
+def test_pixels_are_answered_while_every_image_decoder_is_busy(
+    network: Any, confident_digits: list[Digit], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release, decoding = threading.Event(), threading.Semaphore(0)
+    decode = server_module.file_images
+
+    def held(*args: Any) -> np.ndarray:
+        decoding.release()
+        release.wait(60)
+        return decode(*args)
+
+    monkeypatch.setattr(server_module, "file_images", held)
+    pixels = json.dumps({"pixels": [to_mnist(confident_digits[0].png).tolist()]})
+    with app_client(network, serve_config()) as client:
+        images: list[Any] = []
+        senders = [
+            threading.Thread(target=lambda: images.append(client.post("/predict", **files(confident_digits[0].png))))
+            for _ in range(os.cpu_count() or 1)
+        ]
+        for sender in senders:
+            sender.start()
+        for _ in senders:
+            assert decoding.acquire(timeout=60)  # every decoder thread holds an image
+        for body in (pixels, pixels + " " * 2**17):  # read at once, and (over 64 KB) in the parser's thread
+            answer = client.post("/predict", **json_body(body))
+            assert answer.status_code == 200 and answer.json()["predictions"][0]["label"] == confident_digits[0].label
+        assert images == []  # the images are still being decoded
+        release.set()
+        for sender in senders:
+            sender.join()
+    assert [image.status_code for image in images] == [200] * len(senders)
 
 
 def test_one_bad_file_refuses_the_whole_multipart_request_naming_it(

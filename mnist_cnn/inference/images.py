@@ -90,7 +90,7 @@ def _opened(source: str | os.PathLike[str] | bytes, max_pixels: int) -> Iterator
 def flatten_alpha(image: Image.Image) -> Image.Image:
     """Composite an image with transparency onto white, so transparent paper is not read as black ink."""
     if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
+        rgba = image if image.mode == "RGBA" else image.convert("RGBA")
         if rgba.getextrema()[3][0] == 255:  # opaque after all (a canvas drawing): nothing to composite
             return rgba
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
