@@ -91,7 +91,7 @@ def flatten_alpha(image: Image.Image) -> Image.Image:
     """Composite an image with transparency onto white, so transparent paper is not read as black ink."""
     if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image if image.mode == "RGBA" else image.convert("RGBA")
-        if rgba.getextrema()[3][0] == 255:  # opaque after all (a canvas drawing): nothing to composite
+        if rgba.getchannel("A").getextrema()[0] == 255:  # opaque after all (a canvas drawing): nothing to composite
             return rgba
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba)
