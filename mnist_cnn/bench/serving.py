@@ -4,7 +4,8 @@ For each backend (torch, onnx) and with batching on (``max_batch_size=64``) and 
 fresh server process answers two kinds of request (``INPUTS``): a 28×28 PNG uploaded as a multipart file, and a
 280×280 drawing as the page sends its canvas (an RGBA PNG of dark ink on white, in a data URL, in JSON). Each is
 sent one at a time (latency p50 and p99 at concurrency 1), then from 32 concurrent clients (images per second, one
-image per request); the server's resident memory is read before and after the concurrent requests. The client is
+image per request); the server's resident memory is read before and after the concurrent requests, and the
+machine's load average as each server starts (the figures mean little on a busy machine). The client is
 this process, with one kept-alive connection per client (stdlib ``http.client``, a lighter client than requests);
 client and server share this machine's cores, as they would on a laptop.
 """
@@ -201,9 +202,8 @@ def serve_table(
     at 32, and the server's resident memory before and after the requests at 32; printed and returned."""
     bodies = payloads(root, 64)
     print(f"serving {model}, upload to JSON answer, one kept-alive connection per client, client on this machine")
-    print(f"load average before: {os.getloadavg()[0]:.2f}")
     header = "".join(f"{f'{kind} p50':>11} {f'{kind} p99':>11} {f'{kind} img/s':>13}" for kind in INPUTS)
-    print(f"{'backend':<8} {'batching':<9}{header} {'RSS MB before → after':>22} {'passes':>7}")
+    print(f"{'backend':<8} {'batching':<9}{header} {'RSS MB before → after':>22} {'passes':>7} {'load':>5}")
     rows = []
     for backend in backends:
         for batching, max_batch in BATCHING.items():
@@ -213,6 +213,7 @@ def serve_table(
                 "backend": backend,
                 "batching": batching,
                 "max_batch_size": max_batch,
+                "load": os.getloadavg()[0],  # the machine's 1-minute load average as this row starts
             }
             with running_server(*overrides) as server:
                 for kind in INPUTS:
@@ -234,12 +235,11 @@ def serve_table(
                 for kind in INPUTS
             )
             memory = f"{row['rss_mb_before']:.0f} → {row['rss_mb_after']:.0f}"
-            print(f"{backend:<8} {batching:<9}{figures} {memory:>22} {row['passes']:>7}")
+            print(f"{backend:<8} {batching:<9}{figures} {memory:>22} {row['passes']:>7} {row['load']:>5.2f}")
     for backend in backends:
         on, off = (next(r for r in rows if r["backend"] == backend and r["batching"] == b) for b in BATCHING)
         for kind in INPUTS:
             on[f"{kind}_on/off"] = on[f"{kind}_images_per_s"] / off[f"{kind}_images_per_s"]
         ratios = ", ".join(f"{kind} {on[f'{kind}_on/off']:.2f}×" for kind in INPUTS)
         print(f"{backend}: batching on/off at concurrency {CONCURRENCY}, images/s: {ratios}")
-    print(f"load average after: {os.getloadavg()[0]:.2f}")
     return rows
