@@ -244,6 +244,8 @@ def run(app: FastAPI, listening: socket.socket, config: ServeConfig) -> None:
         http=protocol,  # type: ignore[arg-type]  (uvicorn takes any protocol class; a partial builds one)
         ws="none",
         log_level="warning",
+        access_log=False,
+        proxy_headers=False,  # no proxy is assumed: X-Forwarded-* headers are not believed
         timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
         timeout_keep_alive=config.keep_alive_s,
         limit_concurrency=config.max_connections,
