@@ -1,10 +1,10 @@
 """Typed schemas for the root configs in ``conf/``, and the checks that types cannot express.
 
-The YAML files hold every value; these dataclasses hold the types, so OmegaConf rejects ``data.batch_size=abc``
-while composing. Components (``optimizer``, ``scheduler``, ``trainer``, ``callbacks``, ``logger``) are free-form
-nodes naming their class in ``_target_``: their arguments are checked against the class when it is built.
-``validate`` refuses keys nothing reads (``+foo=1``), missing values and out-of-range values before anything
-is built.
+The YAML files hold every value but ``max_pixels`` (the library's ``MAX_PIXELS``); these dataclasses hold the
+types, so OmegaConf rejects ``data.batch_size=abc`` while composing. Components (``optimizer``, ``scheduler``,
+``trainer``, ``callbacks``, ``logger``) are free-form nodes naming their class in ``_target_``: their arguments are
+checked against the class when it is built. ``validate`` refuses keys nothing reads (``+foo=1``), missing values
+and out-of-range values before anything is built.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import difflib
 import typing
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
@@ -24,6 +24,10 @@ from mnist_cnn.errors import ConfigError
 from mnist_cnn.resources import CONF_DIR
 
 # Optional[...] and Dict[...] rather than "X | None" and "dict[...]": OmegaConf 2.3 understands only the former.
+
+# The most pixels an image file may claim in its header before it is refused undecoded: a picture of a digit
+# (a 12-megapixel phone photo fits). One value for predict_images, `predict` and `serve` (their max_pixels).
+MAX_PIXELS = 16_000_000
 
 
 @dataclass
@@ -91,7 +95,7 @@ class PredictConfig:
     output: Optional[str] = MISSING
     batch_size: int = MISSING
     top_k: int = MISSING
-    max_pixels: int = MISSING  # a file claiming more pixels is refused from its header, before decoding
+    max_pixels: int = MAX_PIXELS  # a file claiming more pixels is refused from its header, before decoding
 
 
 @dataclass
@@ -117,9 +121,15 @@ class ServeConfig:
     batch_wait_ms: float = MISSING  # how long the oldest request of a batch may wait for others to join it
     max_upload_mb: float = MISSING
     max_images: int = MISSING
-    max_pixels: int = MISSING
+    max_pixels: int = MAX_PIXELS  # per image, from its header
+    max_request_pixels: int = MISSING  # all the images of one request together, from their headers
     top_k: int = MISSING
     api_key: Optional[str] = MISSING
+    allowed_hosts: List[str] = MISSING  # Host headers answered; empty: the bound address and localhost's names
+    max_header_kb: float = MISSING  # a request's line and headers together
+    header_timeout_s: float = MISSING  # from a connection's (or a request's) first byte to its last header
+    keep_alive_s: float = MISSING  # an idle connection between requests is closed after this long
+    max_connections: int = MISSING  # more concurrent connections and requests are answered 503
 
 
 SCHEMAS = {
@@ -201,6 +211,11 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "batch_scale": _POSITIVE,
     "batch_size": _POSITIVE,
     "max_pixels": _POSITIVE,
+    "max_request_pixels": _POSITIVE,
+    "max_header_kb": (_number(lambda value: 1 <= value <= 1024), "a number of kilobytes in [1, 1024]"),
+    "header_timeout_s": _POSITIVE,
+    "keep_alive_s": _POSITIVE,
+    "max_connections": (_number(lambda value: 1 <= value <= 100_000), "a whole number in [1, 100000]"),
     "top_k": (_number(lambda value: 1 <= value <= 10), "a whole number in [1, 10]"),
     "format": _one_of("onnx"),
     "opset": (_number(lambda value: value >= 17), "an ONNX opset >= 17"),

@@ -25,7 +25,7 @@ EXTRAS = {
     "fastapi": "serve",
     "uvicorn": "serve",
     "python_multipart": "serve",
-    "requests": "serve",
+    "swagger_ui_bundle": "serve",
     "tensorflow": "keras",
     "keras": "keras",
 }

@@ -1,7 +1,8 @@
 """``python -m mnist_cnn.serve``: serve a model over HTTP, with a drawing page at ``/`` and the API at ``/predict``.
 
 Bad options, a missing checkpoint, a port in use or a missing extra end the command with one ``error:`` line
-before anything is served. SIGTERM or Ctrl+C stops it after the requests in flight are answered, status 0.
+before anything is served. The port is listened on before the model loads, so that a second server on the same
+port fails at once. SIGTERM or Ctrl+C stops it after the requests in flight are answered, status 0.
 Needs the ``serve`` extra (``pip install "mnist_cnn[serve]"``); ``backend=onnx`` also the ``export`` extra.
 """
 
@@ -17,14 +18,20 @@ from mnist_cnn.errors import ConfigError, missing_extra
 from mnist_cnn.weights.manifest import most_accurate
 from mnist_cnn.weights.resolve import resolve_checkpoint
 
+WILDCARD_HOSTS = ("0.0.0.0", "::")
+
 
 def listen(host: str, port: int) -> socket.socket:
-    """A socket bound to ``host``:``port`` (0: any free port), or a ``ConfigError`` saying why it cannot be."""
+    """A socket listening on ``host``:``port`` (0: any free port), or a ``ConfigError`` saying why it cannot be.
+
+    It listens right after binding: SO_REUSEADDR lets two sockets bind one port while neither listens, and uvloop
+    ignores the failed ``listen()`` of the second, which would then serve nothing."""
     try:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         listening = socket.socket(family, socket.SOCK_STREAM)
         listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listening.bind((host, port))
+        listening.listen()
     except OSError as error:
         raise ConfigError(
             f"cannot listen on {host}:{port} ({error.strerror or error}): choose another port=, or port=0 for any "
@@ -39,6 +46,7 @@ def main(cfg: DictConfig) -> None:
     try:
         import fastapi  # noqa: F401
         import python_multipart  # noqa: F401  (FastAPI's form parser)
+        import swagger_ui_bundle  # noqa: F401  (the /docs page's scripts)
         import uvicorn  # noqa: F401
     except ImportError as error:
         raise missing_extra("python -m mnist_cnn.serve", error) from None
@@ -48,6 +56,11 @@ def main(cfg: DictConfig) -> None:
             import onnxscript  # noqa: F401  (torch's ONNX exporter needs it)
         except ImportError as error:
             raise missing_extra("backend=onnx", error) from None
+    if config.host in WILDCARD_HOSTS and not config.allowed_hosts:
+        raise ConfigError(
+            f"host={config.host} answers for any name of this machine: list the names clients use in allowed_hosts, "
+            "e.g. allowed_hosts=[digits.example.org,192.168.1.20], or allowed_hosts=['*'] to answer for any name"
+        )
     model = config.ckpt_path or most_accurate()
     checkpoint = resolve_checkpoint(model)
     listening = listen(config.host, config.port)
@@ -62,7 +75,7 @@ def main(cfg: DictConfig) -> None:
     host, port = listening.getsockname()[:2]
     address = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     print(f"serving {model} ({config.backend}) at {address}/ (API docs: {address}/docs)", flush=True)
-    run(app, listening)
+    run(app, listening, config)
     print("stopped", flush=True)
 
 

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 from helpers.cli import run_command
-from helpers.cli import run_process as run_cli  # noqa: F401  (tests/test_serve.py imports it from here)
 from PIL import Image, ImageDraw, ImageFont
 
 from mnist_cnn.data.files import FILES

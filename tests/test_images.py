@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import io
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import EpsImagePlugin, Image, ImageDraw
 
 from mnist_cnn.bench.corruptions import photograph
-from mnist_cnn.inference.images import image_files, to_mnist
+from mnist_cnn.inference.classify import predict_images
+from mnist_cnn.inference.images import ImageError, image_files, open_grayscale, to_mnist
 from mnist_cnn.inference.ink import otsu_threshold
+from mnist_cnn.weights.checkpoints import load_network
+from mnist_cnn.weights.manifest import most_accurate
+from mnist_cnn.weights.resolve import resolve_checkpoint
 
 
 def _centre_of_mass(pixels: np.ndarray) -> tuple[float, float]:
@@ -149,3 +155,50 @@ def test_otsu_splits_two_levels_between_them() -> None:
     paper, ink = np.random.default_rng(0).normal(10, 2, 900), np.random.default_rng(1).normal(90, 5, 100)
     threshold = otsu_threshold(np.concatenate([paper, ink]))
     assert paper.max() <= threshold < ink.min()
+
+
+def test_only_png_jpeg_and_bmp_files_are_read_and_none_starts_a_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\n0 1 600000000 {pop} for showpage\n"
+    assert Image.open(io.BytesIO(eps)).format == "EPS"  # Pillow itself would open it, and render it with Ghostscript
+    started = []
+    monkeypatch.setattr(EpsImagePlugin, "gs_binary", "gs")  # as where Ghostscript is installed
+    monkeypatch.setattr(subprocess, "Popen", lambda *args, **kwargs: started.append(args))
+    page = Image.new("L", (28, 28), 255)
+    for name, kind in (("digit.eps", None), ("digit.gif", "GIF"), ("digit.tiff", "TIFF"), ("digit.webp", "WEBP")):
+        if kind is None:
+            (tmp_path / name).write_bytes(eps)
+        else:
+            page.save(tmp_path / name, kind)
+        with pytest.raises(ImageError, match="not a readable image file: PNG, JPEG and BMP are read"):
+            to_mnist(tmp_path / name)
+    assert started == []
+
+
+@pytest.mark.parametrize(
+    ("kind", "size", "read"), [("JPEG", (4000, 3000), (1024, 768)), ("PNG", (3000, 2000), (1024, 683))]
+)
+def test_a_large_image_is_reduced_while_it_is_decoded(kind: str, size: tuple[int, int], read: tuple[int, int]) -> None:
+    page = Image.new("L", size, 255)
+    ImageDraw.Draw(page).line([(size[0] // 3, size[1] // 4), (size[0] // 2, 3 * size[1] // 4)], fill=0, width=80)
+    buffer = io.BytesIO()
+    page.save(buffer, kind)
+    assert open_grayscale(buffer.getvalue()).size == read
+    assert _ink_box(to_mnist(buffer.getvalue()))[0] == 20  # the stroke, fitted to the box
+
+
+def test_a_clean_drawing_reads_as_the_same_digit_as_through_the_paper_fit(confident_digits: list) -> None:
+    """A clean image (flat paper: a drawing) is read on a reduced copy without a paper fit; the same image with one
+    border pixel off the paper's level goes through the full fit at full size: both are the same digit."""
+    network = load_network(resolve_checkpoint(most_accurate()))
+    clean, fitted = [], []
+    for digit in confident_digits:
+        page = np.asarray(Image.open(io.BytesIO(digit.png)).convert("L")).copy()
+        clean.append(to_mnist(page))
+        page[0, 0] -= 1  # the border no longer one level
+        fitted.append(to_mnist(page))
+    labels = [digit.label for digit in confident_digits]
+    assert predict_images(network, np.stack(clean)).labels.tolist() == labels
+    assert predict_images(network, np.stack(fitted)).labels.tolist() == labels
+    assert np.abs(np.stack(clean).astype(int) - np.stack(fitted)).mean() < 8  # of 255, as a photo of it

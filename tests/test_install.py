@@ -76,7 +76,7 @@ def test_the_wheel_carries_every_package_the_configs_the_weights_and_the_serve_p
     assert configs <= names and weights <= names
     static = REPO / "mnist_cnn" / "inference" / "static"
     page = {f"mnist_cnn/inference/static/{path.name}" for path in static.iterdir()}
-    assert len(page) == 3 and page <= names  # index.html, page.js, page.css
+    assert len(page) == 5 and page <= names  # index.html, page.js, page.css; docs.html, docs.js
 
 
 def test_the_installed_commands_work_from_any_directory(

@@ -12,6 +12,7 @@ from helpers.cli import run_command
 from PIL import ImageFilter
 
 from mnist_cnn import Evaluator, MNISTClassifier, Predictions, read_splits
+from mnist_cnn.config import MAX_PIXELS
 from mnist_cnn.inference.classify import UNCERTAIN_BELOW
 from mnist_cnn.inference.images import draw_on_paper
 from mnist_cnn.weights.checkpoints import load_network
@@ -71,7 +72,7 @@ def test_unreadable_and_missing_inputs_fail_alone(shipped: set[str], tmp_path: P
     )
     assert result.returncode == 1
     assert result.stderr.splitlines() == [
-        f"error: {digits / 'broken.png'}: not a readable image file (UnidentifiedImageError)",
+        f"error: {digits / 'broken.png'}: not a readable image file: PNG, JPEG and BMP are read (UnidentifiedImageError)",
         f"error: {tmp_path}/missing*.png: no such file or folder, and no file matches it as a glob",
     ]
     assert f"{digits / 'one.png'}  " in result.stdout and "Traceback" not in result.stderr
@@ -154,7 +155,7 @@ def test_a_decompression_bomb_is_refused_from_its_header_and_the_other_images_st
     result = run_command("mnist_cnn.predict", "ckpt_path=lenet5", f"inputs={tmp_path}", "output=out.csv", cwd=tmp_path)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.splitlines() == [
-        f"error: {tmp_path / 'bomb.png'}: the image claims 900,000,000 pixels, more than the 50,000,000 allowed "
+        f"error: {tmp_path / 'bomb.png'}: the image claims 900,000,000 pixels, more than the {MAX_PIXELS:,} allowed "
         "(max_pixels)"
     ]
     rows = (tmp_path / "out.csv").read_text().splitlines()

@@ -16,6 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+for _package in ("fastapi", "uvicorn", "swagger_ui_bundle"):
+    pytest.importorskip(_package, reason="the serve extra is not installed")
+pytest.importorskip("selenium", reason="the dev extra is not installed")
+
 from conftest import Digit
 from PIL import Image, ImageDraw
 
@@ -61,6 +66,7 @@ def browser() -> Iterator[WebDriver]:
     options.binary_location = CHROMIUM
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=860,740"):
         options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the console: CSP violations show there
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
     yield driver
     driver.quit()
@@ -200,3 +206,19 @@ def test_an_answer_flagged_uncertain_says_so(browser: WebDriver, server: Server)
         browser.execute_script("showAnswer(arguments[0]);", prediction)
         shown.append((browser.find_element(By.ID, "digit").text, flag.is_displayed()))
     assert shown == [("4", True), ("4", False)]
+
+
+def test_the_page_and_the_docs_run_under_the_servers_content_security_policy(
+    browser: WebDriver, server: Server
+) -> None:
+    """Both pages load only from the server itself, and break none of its Content-Security-Policy: Swagger UI at
+    /docs shows the API's operations; the drawing page names the model."""
+    browser.get_log("browser")  # what earlier tests left in the console
+    browser.get(f"{server.url}/docs")
+    WebDriverWait(browser, 30).until(lambda page: page.find_elements(By.CSS_SELECTOR, ".opblock-summary-path"))
+    paths = {element.text for element in browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")}
+    assert {"/predict", "/health", "/models"} <= paths
+    browser.get(server.url)
+    WebDriverWait(browser, 30).until(lambda page: "torch" in page.find_element(By.ID, "model").text)
+    console = [entry["message"] for entry in browser.get_log("browser")]
+    assert [line for line in console if "Content Security Policy" in line or "Refused to" in line] == []

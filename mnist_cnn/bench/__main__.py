@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
         results = profile.table(args)
     elif args.serve:
         try:
-            import requests  # noqa: F401  (the bench's HTTP client)
+            import uvicorn  # noqa: F401  (the server the bench starts)
         except ImportError as error:
             parser.error(str(missing_extra("--serve", error)))
         backends = args.backends.split(",")

@@ -1,14 +1,21 @@
-"""Serving: ``python -m mnist_cnn.serve`` timed from the client's side, PNG upload to JSON answer.
+"""Serving: ``python -m mnist_cnn.serve`` timed from the client's side, request to JSON answer.
 
 For each backend (torch, onnx) and with batching on (``max_batch_size=64``) and off (``max_batch_size=1``), a
-fresh server process answers: requests one at a time (latency p50 and p99 at concurrency 1), then from 32
-concurrent clients (images per second, one image per request). The images are test digits drawn on 280×280
-white paper, as the page sends them. Client and server share this machine's cores, as they would on a laptop.
+fresh server process answers two kinds of request (``INPUTS``): a 28×28 PNG uploaded as a multipart file, and a
+280×280 drawing as the page sends its canvas (an RGBA PNG of dark ink on white, in a data URL, in JSON). Each is
+sent one at a time (latency p50 and p99 at concurrency 1), then from 32 concurrent clients (images per second, one
+image per request); the server's resident memory is read before and after the concurrent requests, and the
+machine's load average as each server starts (the figures mean little on a busy machine). The client is
+this process, with one kept-alive connection per client (stdlib ``http.client``, a lighter client than requests);
+client and server share this machine's cores, as they would on a laptop.
 """
 
 from __future__ import annotations
 
+import base64
+import http.client
 import io
+import json
 import os
 import re
 import select
@@ -17,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -29,6 +37,7 @@ import numpy as np
 BATCHING = {"on": 64, "off": 1}  # max_batch_size
 API_KEY_VARIABLE = "MNIST_CNN_API_KEY"  # conf/serve.yaml's api_key
 CONCURRENCY = 32
+INPUTS = ("png28", "canvas")  # a 28×28 PNG file; the page's 280×280 canvas drawing (see ``payloads``)
 
 
 @dataclass
@@ -67,8 +76,6 @@ def running_server(*overrides: str, env: dict[str, str] | None = None, timeout: 
 
 
 def _wait_until_up(process: subprocess.Popen[str], errors: Any, deadline: float) -> str:
-    import requests
-
     def failed(why: str) -> RuntimeError:
         process.kill()
         errors.seek(0)
@@ -81,9 +88,9 @@ def _wait_until_up(process: subprocess.Popen[str], errors: Any, deadline: float)
         raise failed("did not start")
     while time.monotonic() < deadline:
         try:
-            if requests.get(f"{found.group(1)}/health", timeout=5).ok:
+            with urllib.request.urlopen(f"{found.group(1)}/health", timeout=5):
                 return found.group(1)
-        except requests.ConnectionError:
+        except OSError:  # not answering yet
             time.sleep(0.1)
     raise failed("did not answer /health in time")
 
@@ -101,42 +108,81 @@ def paper_png(digit: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def digit_pngs(root: str | None, count: int) -> list[bytes]:
-    """``count`` PNG files of test digits (see ``paper_png``)."""
+@dataclass(frozen=True)
+class Payload:
+    """A ``POST /predict`` body as a client sends it."""
+
+    content_type: str
+    body: bytes
+
+
+def png_upload(png: bytes) -> Payload:
+    """A PNG file as one multipart ``file`` field, as curl -F and requests send it."""
+    head = b'--bench\r\nContent-Disposition: form-data; name="file"; filename="digit.png"\r\nContent-Type: image/png'
+    return Payload("multipart/form-data; boundary=bench", head + b"\r\n\r\n" + png + b"\r\n--bench--\r\n")
+
+
+def canvas_drawing(png: bytes) -> Payload:
+    """A PNG of dark ink on white, as the page sends its canvas: an RGBA PNG in a data URL, in JSON."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(png)).convert("RGBA").save(buffer, "PNG")
+    data_url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return Payload("application/json", json.dumps({"images": [data_url]}).encode())
+
+
+def payloads(root: str | None, count: int) -> dict[str, list[Payload]]:
+    """``count`` requests of each kind the bench times (see ``INPUTS``), of test digits."""
+    from PIL import Image
+
     from mnist_cnn.data.files import read_test_split
 
     images, _ = read_test_split(root)
-    return [paper_png(images[index % len(images), 0].numpy()) for index in range(count)]
+    digits = [images[index % len(images), 0].numpy() for index in range(count)]
+    small = []
+    for digit in digits:
+        buffer = io.BytesIO()
+        Image.fromarray(digit).save(buffer, "PNG")
+        small.append(png_upload(buffer.getvalue()))
+    return {"png28": small, "canvas": [canvas_drawing(paper_png(digit)) for digit in digits]}
 
 
-def post_png(http: Any, url: str, png: bytes) -> dict[str, Any]:
-    response = http.post(f"{url}/predict", files={"file": ("digit.png", png, "image/png")}, timeout=60)
-    response.raise_for_status()
-    return response.json()
+def post(connection: http.client.HTTPConnection, payload: Payload) -> None:
+    """One ``POST /predict`` on a kept-alive connection; ``RuntimeError`` unless it is answered 200."""
+    connection.request("POST", "/predict", body=payload.body, headers={"Content-Type": payload.content_type})
+    response = connection.getresponse()
+    answer = response.read()
+    if response.status != 200:
+        raise RuntimeError(f"POST /predict answered {response.status}: {answer[:200]!r}")
 
 
-def latencies(url: str, pngs: list[bytes], count: int) -> list[float]:
+def connection_to(url: str) -> http.client.HTTPConnection:
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    return http.client.HTTPConnection(host.strip("[]"), int(port), timeout=60)
+
+
+def latencies(url: str, bodies: list[Payload], count: int) -> list[float]:
     """Seconds of ``count`` requests sent one after another on one connection."""
-    import requests
-
-    with requests.Session() as http:
-        post_png(http, url, pngs[0])  # warm-up: the connection
-        times = []
-        for index in range(count):
-            start = time.perf_counter()
-            post_png(http, url, pngs[index % len(pngs)])
-            times.append(time.perf_counter() - start)
+    connection = connection_to(url)
+    post(connection, bodies[0])  # warm-up: the connection
+    times = []
+    for index in range(count):
+        start = time.perf_counter()
+        post(connection, bodies[index % len(bodies)])
+        times.append(time.perf_counter() - start)
+    connection.close()
     return times
 
 
-def images_per_second(url: str, pngs: list[bytes], count: int, clients: int = CONCURRENCY) -> float:
+def images_per_second(url: str, bodies: list[Payload], count: int, clients: int = CONCURRENCY) -> float:
     """Images per second answered to ``count`` one-image requests from ``clients`` concurrent clients."""
-    import requests
 
     def client(number: int) -> None:
-        with requests.Session() as http:
-            for index in range(number, count, clients):
-                post_png(http, url, pngs[index % len(pngs)])
+        connection = connection_to(url)
+        for index in range(number, count, clients):
+            post(connection, bodies[index % len(bodies)])
+        connection.close()
 
     with ThreadPoolExecutor(clients) as pool:
         start = time.perf_counter()
@@ -152,32 +198,48 @@ def percentile(values: list[float], fraction: float) -> float:
 def serve_table(
     model: str, backends: list[str], root: str | None, latency_requests: int, throughput_requests: int
 ) -> list[dict[str, Any]]:
-    """Every backend with batching on and off: p50/p99 ms at concurrency 1, images/s at 32; printed and returned."""
-    import requests
-
-    pngs = digit_pngs(root, 64)
-    print(f"serving {model}: one 280×280 PNG per request, upload to JSON answer; client on the same machine")
-    print(f"{'backend':<8} {'batching':<9} {'p50 ms c=1':>11} {'p99 ms c=1':>11} {'images/s c=32':>14} {'passes':>7}")
+    """Every backend with batching on and off: for each of ``INPUTS``, p50/p99 ms at concurrency 1 and images/s
+    at 32, and the server's resident memory before and after the requests at 32; printed and returned."""
+    bodies = payloads(root, 64)
+    print(f"serving {model}, upload to JSON answer, one kept-alive connection per client, client on this machine")
+    header = "".join(f"{f'{kind} p50':>11} {f'{kind} p99':>11} {f'{kind} img/s':>13}" for kind in INPUTS)
+    print(f"{'backend':<8} {'batching':<9}{header} {'RSS MB before → after':>22} {'passes':>7} {'load':>5}")
     rows = []
     for backend in backends:
         for batching, max_batch in BATCHING.items():
             overrides = (f"ckpt_path={model}", f"backend={backend}", f"max_batch_size={max_batch}")
+            row: dict[str, Any] = {
+                "model": model,
+                "backend": backend,
+                "batching": batching,
+                "max_batch_size": max_batch,
+                "load": os.getloadavg()[0],  # the machine's 1-minute load average as this row starts
+            }
             with running_server(*overrides) as server:
-                times = latencies(server.url, pngs, latency_requests)
-                rate = images_per_second(server.url, pngs, throughput_requests)
-                health = requests.get(f"{server.url}/health", timeout=10).json()
-            row = {
-                "model": model, "backend": backend, "batching": batching, "max_batch_size": max_batch,
-                "p50_ms": 1000 * percentile(times, 0.5), "p99_ms": 1000 * percentile(times, 0.99),
-                "images_per_s": rate, "requests": health["requests_answered"], "passes": health["forward_passes"],
-            }  # fmt: skip
+                for kind in INPUTS:
+                    times = latencies(server.url, bodies[kind], latency_requests)
+                    row[f"{kind}_p50_ms"] = 1000 * percentile(times, 0.5)
+                    row[f"{kind}_p99_ms"] = 1000 * percentile(times, 0.99)
+                row["rss_mb_before"] = server.rss_mb()
+                for kind in INPUTS:
+                    row[f"{kind}_images_per_s"] = images_per_second(server.url, bodies[kind], throughput_requests)
+                row["rss_mb_after"] = server.rss_mb()
+                connection = connection_to(server.url)
+                connection.request("GET", "/health")
+                health = json.loads(connection.getresponse().read())
+                connection.close()
+            row["requests"], row["passes"] = health["requests_answered"], health["forward_passes"]
             rows.append(row)
-            print(
-                f"{backend:<8} {batching:<9} {row['p50_ms']:>11.1f} {row['p99_ms']:>11.1f} {rate:>14.0f} "
-                f"{row['passes']:>7}"
+            figures = "".join(
+                f"{row[f'{kind}_p50_ms']:>11.2f} {row[f'{kind}_p99_ms']:>11.2f} {row[f'{kind}_images_per_s']:>13.0f}"
+                for kind in INPUTS
             )
+            memory = f"{row['rss_mb_before']:.0f} → {row['rss_mb_after']:.0f}"
+            print(f"{backend:<8} {batching:<9}{figures} {memory:>22} {row['passes']:>7} {row['load']:>5.2f}")
     for backend in backends:
         on, off = (next(r for r in rows if r["backend"] == backend and r["batching"] == b) for b in BATCHING)
-        on["on/off"] = on["images_per_s"] / off["images_per_s"]
-        print(f"{backend}: batching on/off at concurrency {CONCURRENCY} = {on['on/off']:.2f}× the images/s")
+        for kind in INPUTS:
+            on[f"{kind}_on/off"] = on[f"{kind}_images_per_s"] / off[f"{kind}_images_per_s"]
+        ratios = ", ".join(f"{kind} {on[f'{kind}_on/off']:.2f}×" for kind in INPUTS)
+        print(f"{backend}: batching on/off at concurrency {CONCURRENCY}, images/s: {ratios}")
     return rows

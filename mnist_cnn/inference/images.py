@@ -11,51 +11,88 @@ import glob
 import io
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Union
 
 import numpy as np
 import torch
-from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFilter, ImageOps
 
+from mnist_cnn.config import MAX_PIXELS
 from mnist_cnn.data.pixels import SIZE, checked_pixels, image_batch
-from mnist_cnn.inference.ink import find_ink
+from mnist_cnn.inference.ink import find_ink, flat_paper
 
 ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray, torch.Tensor]  # bytes: an encoded file
+# The file formats read, by Pillow's own decoders. Never the others Pillow knows: EPS and PS run Ghostscript, and
+# each extra decoder is more code that a hostile file can reach.
+IMAGE_FORMATS = ("PNG", "JPEG", "BMP")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 BOX = 20  # MNIST: a 20×20 box inside the 28×28 field
 INK_THRESHOLD = 0.2  # the digit's box holds the pixels with at least this much ink (of full ink, see find_ink)
-MAX_PIXELS = 50_000_000  # larger than a 48-megapixel photo; a file claiming more is refused from its header
+WORKING_SIDE = 1024  # a larger image is reduced to this many pixels a side while it is decoded, before anything else
+CLEAN_INK_SIDE = 2 * BOX  # a clean image's ink is found on a copy reduced to span about this many pixels
+SPECKS = 0.02  # the share of a clean image's ink at each end of its span that is left out of it (specks, dust)
+
+
+class ImageError(ValueError):
+    """An image file that is refused or cannot be read: the message says which and why."""
+
+
+def image_size(source: str | os.PathLike[str] | bytes, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """(width, height) of an image file from its header alone, or an ``ImageError``: not a readable PNG, JPEG or
+    BMP file, or more than ``max_pixels``."""
+    with _opened(source, max_pixels) as image:
+        return image.size
 
 
 def open_grayscale(source: str | os.PathLike[str] | bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Read an image file (a path, or its bytes) as 8-bit grayscale, transparent areas as white paper.
+    """Read a PNG, JPEG or BMP file (a path, or its bytes) as 8-bit grayscale, transparent areas as white paper.
 
     The size is checked from the header before any pixel is decoded: a file of more than ``max_pixels`` (a
     decompression bomb: a few hundred KB of PNG can claim 30,000 × 30,000 pixels) is refused without the time
-    and memory decoding it would take. ``ValueError`` says what is wrong with a file that is refused or unreadable.
+    and memory decoding it would take. A larger side than ``WORKING_SIDE`` is reduced while decoding (a JPEG is
+    decoded at 1/2, 1/4 or 1/8 scale). ``ImageError`` says what is wrong with a file that is refused or unreadable.
     """
-    try:
-        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
-            width, height = image.size
-            if width * height > max_pixels:
-                raise ValueError(
-                    f"the image is {width:,} × {height:,} pixels, more than the {max_pixels:,} allowed (max_pixels)"
-                )
-            image = ImageOps.exif_transpose(image)  # phone photos store their rotation in EXIF
+    with _opened(source, max_pixels) as image:
+        try:
+            image.draft("L", (WORKING_SIDE, WORKING_SIDE))  # JPEG: grey, and scaled down, straight from the decoder
+            image.thumbnail((WORKING_SIDE, WORKING_SIDE))
+            ImageOps.exif_transpose(image, in_place=True)  # phone photos store their rotation in EXIF
             return flatten_alpha(image).convert("L")
+        except Exception as error:  # noqa: BLE001  (a malformed file makes decoders raise nearly anything)
+            raise ImageError(
+                f"not a readable image file: its pixels cannot be decoded ({type(error).__name__})"
+            ) from None
+
+
+@contextmanager
+def _opened(source: str | os.PathLike[str] | bytes, max_pixels: int) -> Iterator[Image.Image]:
+    """The image file opened (its header read, no pixel decoded) and its size checked against ``max_pixels``."""
+    try:
+        image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source, formats=IMAGE_FORMATS)
     except Image.DecompressionBombError as error:  # PIL's own, higher limit: it refuses such files while opening
         claimed = re.search(r"\((\d+) pixels\)", str(error))
         count = f"{int(claimed.group(1)):,} pixels" if claimed else "too many pixels"
-        raise ValueError(f"the image claims {count}, more than the {max_pixels:,} allowed (max_pixels)") from None
-    except (OSError, UnidentifiedImageError) as error:
-        raise ValueError(f"not a readable image file ({type(error).__name__})") from None
+        raise ImageError(f"the image claims {count}, more than the {max_pixels:,} allowed (max_pixels)") from None
+    except Exception as error:  # noqa: BLE001  (not one of IMAGE_FORMATS, or a header a decoder chokes on)
+        raise ImageError(f"not a readable image file: PNG, JPEG and BMP are read ({type(error).__name__})") from None
+    with image:
+        width, height = image.size
+        if width * height > max_pixels:
+            raise ImageError(
+                f"the image is {width:,} × {height:,} pixels, more than the {max_pixels:,} allowed (max_pixels)"
+            )
+        yield image
 
 
 def flatten_alpha(image: Image.Image) -> Image.Image:
     """Composite an image with transparency onto white, so transparent paper is not read as black ink."""
     if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
+        rgba = image if image.mode == "RGBA" else image.convert("RGBA")
+        if rgba.getchannel("A").getextrema()[0] == 255:  # opaque after all (a canvas drawing): nothing to composite
+            return rgba
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba)
     return image
@@ -71,6 +108,9 @@ def to_mnist(image: ImageInput, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     if isinstance(image, (np.ndarray, torch.Tensor)) and tuple(image.shape) == (SIZE, SIZE):
         return as_uint8(image_batch(image)[0, 0]).numpy()
     pixels = _grayscale_pixels(image, max_pixels)
+    paper = flat_paper(pixels)
+    if paper is not None:
+        pixels = _clean_working_copy(pixels, paper)
     ink = find_ink(pixels)
     rows, cols = np.nonzero(ink > INK_THRESHOLD)
     if len(rows) == 0:
@@ -98,6 +138,24 @@ def _grayscale_pixels(image: ImageInput, max_pixels: int) -> np.ndarray:
             raise ValueError(f"an image array must be H×W or H×W×3, got shape {array.shape}")
         return array
     return np.asarray(image, dtype=np.float32)
+
+
+def _clean_working_copy(pixels: np.ndarray, paper: float) -> np.ndarray:
+    """A clean image (flat ``paper``: a drawing, a rendering) reduced by block means so that its ink spans about
+    ``CLEAN_INK_SIDE`` pixels, for ``find_ink``: the digit is fitted to 20 pixels anyway, and a smaller copy costs
+    less. The span leaves out ``SPECKS`` of the ink at each end, so that specks do not change the reduction."""
+    if max(pixels.shape) < 2 * CLEAN_INK_SIDE:
+        return pixels
+    ink = pixels != paper
+    factor = max(_span(ink.sum(axis=1)), _span(ink.sum(axis=0))) // CLEAN_INK_SIDE
+    return np.asarray(Image.fromarray(pixels).reduce(factor)) if factor > 1 else pixels  # mode "F"
+
+
+def _span(counts: np.ndarray) -> int:
+    """How many rows (or columns) hold the ink, given each one's count of ink pixels, less ``SPECKS`` at each end."""
+    cumulative = np.cumsum(counts)
+    first, last = np.searchsorted(cumulative, [SPECKS * cumulative[-1], (1 - SPECKS) * cumulative[-1]])
+    return int(last - first) + 1
 
 
 def _fit_box(crop: np.ndarray) -> np.ndarray:

@@ -3,7 +3,8 @@ the camera's noise taken away.
 
 1. The paper: a smooth surface (a quadratic in x and y) fitted to the pixels that are not ink, starting from the
    page's border and leaving out, round by round, the pixels far from the surface. It follows grey paper, uneven
-   light and vignetting; what departs from it is ink or noise.
+   light and vignetting; what departs from it is ink or noise. A clean image (its border one grey level: a
+   drawing, a rendering) has flat paper at that level, without a fit.
 2. The noise: the spread of the paper's pixels around that surface (median absolute deviation).
 3. The polarity: ink is whichever side (darker or lighter than the paper) departs from it by more in all.
 4. The strokes: the departures, smoothed when the page is noisy, above a threshold (Otsu's, and never within the
@@ -51,16 +52,27 @@ def find_ink(pixels: np.ndarray) -> np.ndarray:
     return found
 
 
+def flat_paper(pixels: np.ndarray) -> float | None:
+    """The paper's grey level of a clean image, whose whole border has that one level (a drawing, a rendering);
+    None for any other (a photo, a scan)."""
+    border = _border(pixels)
+    low, high = border.min(), border.max()
+    return float(low) if low == high else None
+
+
 def paper_surface(pixels: np.ndarray) -> tuple[np.ndarray, float]:
     """The paper's grey level at every pixel (a quadratic surface fitted to the pixels that are not ink) and the
     noise around it (a standard deviation, in grey levels)."""
+    flat = flat_paper(pixels)
+    if flat is not None:  # a clean image: flat paper, no noise beyond quantisation; the fit would find the same
+        return np.full_like(pixels, flat), NOISE_FLOOR
     height, width = pixels.shape
     step = max(1, max(height, width) // FIT_SAMPLES)
     sample = pixels[::step, ::step].ravel()
     rows, cols = np.arange(0, height, step) / height - 0.5, np.arange(0, width, step) / width - 0.5
     y, x = np.meshgrid(rows, cols, indexing="ij")  # coordinates in [-0.5, 0.5) keep the fit well conditioned
     design = _quadratic(x.ravel(), y.ravel())
-    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    border = _border(pixels)
     coefficients = np.array([np.median(border), 0, 0, 0, 0, 0], dtype=np.float64)  # flat, at the border's level
     noise = _spread(border)
     kept_before = None
@@ -75,6 +87,10 @@ def paper_surface(pixels: np.ndarray) -> tuple[np.ndarray, float]:
     rows = (np.arange(height, dtype=np.float32) / height - 0.5)[:, None]
     cols = (np.arange(width, dtype=np.float32) / width - 0.5)[None, :]
     return _quadratic(cols, rows, coefficients), noise
+
+
+def _border(pixels: np.ndarray) -> np.ndarray:
+    return np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
 
 
 def _quadratic(x: np.ndarray, y: np.ndarray, coefficients: np.ndarray | None = None) -> np.ndarray:
