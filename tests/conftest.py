@@ -23,13 +23,15 @@ FAKE_TRAIN_IMAGES = 600  # in ``fake_root``
 
 
 def write_fake_mnist(root: Path, num_train: int = FAKE_TRAIN_IMAGES, num_test: int = 200, seed: int = 0) -> Path:
-    """Write a tiny MNIST in torchvision's layout: each digit is a bright square at its own position."""
+    """Write a tiny MNIST in torchvision's layout: each digit is a bright square at its own position, on a black
+    field with grey speckles."""
     generator = torch.Generator().manual_seed(seed)
     raw = root / "MNIST" / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     for split, count in (("train", num_train), ("test", num_test)):
         labels = torch.arange(count) % 10
-        images = torch.randint(0, 60, (count, 28, 28), generator=generator, dtype=torch.uint8)
+        speckle = torch.randint(0, 60, (count, 28, 28), generator=generator, dtype=torch.uint8)
+        images = speckle * (torch.rand(count, 28, 28, generator=generator) < 0.3)  # a black field, as MNIST's
         for index, label in enumerate(labels.tolist()):
             row, col = 4 + 6 * (label // 4), 4 + 6 * (label % 4)
             images[index, row : row + 5, col : col + 5] = 255
