@@ -53,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--throughput-requests", type=int, default=2000, help="with --serve: requests at 32")
     parser.add_argument("--robustness", action="store_true", help="only measure accuracy on photos and corruptions")
     parser.add_argument(
+        "--speedrun", nargs="?", const="speedrun_cpu", metavar="RECIPE",
+        help="only run a speedrun recipe (default speedrun_cpu) over --seeds seeds, each a fresh process",
+    )  # fmt: skip
+    parser.add_argument("--seeds", type=int, default=5, help="--speedrun: how many seeds (default: 5)")
+    parser.add_argument(
         "--digits",
         choices=("test", "val"),
         default="test",
@@ -85,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     import torch  # here, not at the top: --help and the parser's errors answer without loading it
 
-    from mnist_cnn.bench import epoch, overhead, profile, robustness, serving, startup
+    from mnist_cnn.bench import epoch, overhead, profile, robustness, serving, speedrun, startup
     from mnist_cnn.bench.keras import require_keras
 
     quiet_libraries()
@@ -126,6 +131,9 @@ def main(argv: list[str] | None = None) -> None:
         results = overhead.table(args)
     elif args.robustness:
         results = robustness.report(args)
+    elif args.speedrun:
+        results = speedrun.speedrun(args.speedrun, args.seeds, args.root)
+        print(speedrun.table(results))
     elif args.startup:
         results = startup.startup(args.root, args.repeats)
         print(f"train --help: {results['help_s']:.2f} s; one-batch training run: {results['one_batch_run_s']:.2f} s")
