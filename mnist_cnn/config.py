@@ -71,6 +71,7 @@ class TrainConfig:
     seed: Optional[int] = MISSING
     batch_scale: int = MISSING
     label_smoothing: float = MISSING
+    compile: Optional[str] = MISSING
     ckpt_path: Optional[str] = MISSING
     weights: Optional[str] = MISSING
     checkpoint_root: str = MISSING
@@ -165,6 +166,9 @@ def _one_of(*choices: str) -> tuple[Callable[[Any], bool], str]:
     return (lambda value: value in choices), f"one of {', '.join(choices)}"
 
 
+# torch.compile's modes (torch._inductor.list_mode_options() lists them too, but is private)
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
 _POSITIVE = _number(lambda value: value > 0), "a number > 0"
 _NON_NEGATIVE = _number(lambda value: value >= 0), "a number >= 0"
 _FRACTION = _number(lambda value: 0 <= value < 1), "a number in [0, 1)"
@@ -209,6 +213,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "trainer.num_nodes": _POSITIVE,
     "optimized_metric": _one_of("best_val_acc", "test_acc"),
     "batch_scale": _POSITIVE,
+    "compile": (lambda value: value is None or value in COMPILE_MODES, f"null (eager) or {_one_of(*COMPILE_MODES)[1]}"),
     "batch_size": _POSITIVE,
     "max_pixels": _POSITIVE,
     "max_request_pixels": _POSITIVE,

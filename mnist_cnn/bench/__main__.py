@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--accelerator", choices=("cpu", "gpu"), default="cpu", help="gpu: (c) runs trainer=gpu")
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--compile", metavar="MODE", help="(c), (e): train with compile=MODE (e.g. reduce-overhead)")
     parser.add_argument("--root", default=None, help="data root (default: $MNIST_DATA_DIR, else ./data)")
     parser.add_argument("--images", type=int, default=55_000, help="training images per epoch (default: all)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per measurement; the median is shown")
@@ -53,8 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--throughput-requests", type=int, default=2000, help="with --serve: requests at 32")
     parser.add_argument("--robustness", action="store_true", help="only measure accuracy on photos and corruptions")
     parser.add_argument(
-        "--speedrun", nargs="?", const="speedrun_cpu", metavar="RECIPE",
-        help="only run a speedrun recipe (default speedrun_cpu) over --seeds seeds, each a fresh process",
+        "--speedrun", nargs="*", metavar="RECIPE [OVERRIDE]",
+        help="only run a speedrun recipe (default speedrun_cpu), with any overrides, over --seeds seeds, each a fresh "
+        "process: --speedrun speedrun compile=reduce-overhead",
     )  # fmt: skip
     parser.add_argument("--seeds", type=int, default=5, help="--speedrun: how many seeds (default: 5)")
     parser.add_argument(
@@ -131,8 +133,9 @@ def main(argv: list[str] | None = None) -> None:
         results = overhead.table(args)
     elif args.robustness:
         results = robustness.report(args)
-    elif args.speedrun:
-        results = speedrun.speedrun(args.speedrun, args.seeds, args.root)
+    elif args.speedrun is not None:
+        recipe, *overrides = args.speedrun or ["speedrun_cpu"]
+        results = speedrun.speedrun(recipe, overrides, args.seeds, args.root)
         print(speedrun.table(results))
     elif args.startup:
         results = startup.startup(args.root, args.repeats)
