@@ -21,7 +21,7 @@ _EXPORTS = {
     "read_splits": "mnist_cnn.data.files",
     "read_test_split": "mnist_cnn.data.files",
     "normalize": "mnist_cnn.data.pixels",
-    "create_model": "mnist_cnn.models",
+    "create_model": "mnist_cnn.weights.factory",
     "register_model": "mnist_cnn.models",
     "count_parameters": "mnist_cnn.models",
     "ModelInfo": "mnist_cnn.weights.catalog",

@@ -139,8 +139,15 @@ SCHEMAS = {
     "export": ExportConfig,
     "serve": ServeConfig,
 }
-for _name, _schema in SCHEMAS.items():
-    ConfigStore.instance().store(name=f"{_name}_schema", node=_schema)
+
+
+def store_schemas() -> None:
+    """Give the schemas to Hydra's ConfigStore, where the defaults lists of ``conf/*.yaml`` name them."""
+    for name, schema in SCHEMAS.items():
+        ConfigStore.instance().store(name=f"{name}_schema", node=schema)
+
+
+store_schemas()
 
 
 def compose_config(*overrides: str, config: str = "train") -> DictConfig:

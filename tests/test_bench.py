@@ -13,7 +13,7 @@ import torch
 from conftest import write_fake_mnist
 from helpers.cli import run_command
 
-from mnist_cnn.models import count_parameters, create_model, model_names
+from mnist_cnn.models import build_model, count_parameters, model_names
 
 
 @pytest.mark.slow  # each measurement is a fresh process
@@ -91,7 +91,7 @@ def test_keras_models_have_the_layers_and_parameter_counts_of_ours() -> None:
     keras = import_keras(threads=1)
     for name in model_names():
         model = build(name, keras)
-        assert trainable_parameters(model) == count_parameters(create_model(name)), name
+        assert trainable_parameters(model) == count_parameters(build_model(name)), name
         assert model.output_shape == (None, 10) and model.input_shape == (None, 28, 28, 1)
 
 

@@ -12,14 +12,13 @@ from mnist_cnn.data.augment import (
     affine_grid,
     blurred,
     elastic_displacement,
-    maximum_filter,
     random_degradation,
     random_distortion,
     rescanned,
 )
 from mnist_cnn.data.datamodule import MNISTDataModule
 from mnist_cnn.data.files import FILES, ensure_mnist, load_mnist, read_splits, read_test_split, resolve_root
-from mnist_cnn.data.pixels import MEAN, STD, image_batch, model_input, normalize, prepared
+from mnist_cnn.data.pixels import MEAN, STD, image_batch, maximum_filter, model_input, normalize, prepared
 from mnist_cnn.errors import ConfigError, MNISTDataError
 
 

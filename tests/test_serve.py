@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import importlib
 import io
 import json
 import os
@@ -38,7 +39,8 @@ requests = pytest.importorskip("requests", reason="the dev extra is not installe
 
 from conftest import REPO, Digit, decompression_bomb
 from fastapi.testclient import TestClient
-from helpers.cli import run_process
+from helpers.cli import run_command, run_process
+from helpers.imports import refusing_imports
 from PIL import EpsImagePlugin, Image
 
 from mnist_cnn.bench.serving import Server, running_server
@@ -688,6 +690,15 @@ def test_the_onnx_backend_answers_like_torch(confident_digits: list[Digit]) -> N
     predictions = answer["predictions"]
     assert [p["label"] for p in predictions] == expected.labels.tolist()
     np.testing.assert_allclose([p["probabilities"] for p in predictions], expected.probabilities, atol=1e-4)
+
+
+def test_serving_never_imports_lightning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with refusing_imports("lightning") as asked:
+        server = importlib.import_module("mnist_cnn.inference.server")  # the command's, imported anew
+        monkeypatch.setattr(server, "run", lambda app, listening, config: listening.close())  # built, not served
+        result = run_command("mnist_cnn.serve", "ckpt_path=lenet5", "port=0", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert asked == [] and result.stdout.startswith("serving lenet5 (torch) at http://127.0.0.1:")
 
 
 @pytest.mark.slow

@@ -35,7 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=3, help="runs per measurement; the median is shown")
     parser.add_argument("--threads", type=int, help="intra-op threads of every pipeline (default: PyTorch's)")
     parser.add_argument("--no-inference", action="store_true", help="skip the inference throughput")
-    parser.add_argument("--startup", action="store_true", help="only time --help and a one-batch training run")
+    parser.add_argument(
+        "--startup", action="store_true",
+        help="only time train --help, a one-batch training run, evaluate ckpt_path=lenet5 and predict of one file",
+    )  # fmt: skip
     parser.add_argument("--predict-files", type=int, default=0, metavar="N", help="only time predicting N files")
     parser.add_argument(
         "--overhead", action="store_true", help="only time a step of a one-layer model: ours, the Trainer alone, plain"
@@ -128,7 +131,11 @@ def main(argv: list[str] | None = None) -> None:
         results = robustness.report(args)
     elif args.startup:
         results = startup.startup(args.root, args.repeats)
-        print(f"train --help: {results['help_s']:.2f} s; one-batch training run: {results['one_batch_run_s']:.2f} s")
+        print(
+            f"train --help: {results['help_s']:.2f} s; one-batch training run: {results['one_batch_run_s']:.2f} s; "
+            f"evaluate ckpt_path=lenet5: {results['evaluate_s']:.2f} s; predict one file: "
+            f"{results['predict_one_file_s']:.2f} s"
+        )
     elif args.predict_files:
         results = startup.predict_files(args.predict_files, args.root, args.repeats)
         print(

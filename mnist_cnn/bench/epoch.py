@@ -31,7 +31,7 @@ from mnist_cnn.config import TrainConfig, compose_config, validate
 from mnist_cnn.data.files import ensure_mnist, read_splits
 from mnist_cnn.data.pixels import MEAN, STD, normalize
 from mnist_cnn.inference.classify import classify
-from mnist_cnn.models import create_model
+from mnist_cnn.models import build_model
 
 PIPELINES = {
     "a": "torchvision DataLoader",
@@ -107,7 +107,7 @@ def run_pipeline(
         return keras_epoch(model_name, batch_size, root, images, torch.get_num_threads())
 
     device = torch.device("cuda" if accelerator == "gpu" else "cpu")
-    model = create_model(model_name).to(device)
+    model = build_model(model_name).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     warmup = WARMUP_BATCHES if device.type == "cuda" else 0
     if pipeline == "b":

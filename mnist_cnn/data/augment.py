@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.v2.functional import gaussian_blur
 
+from mnist_cnn.data.pixels import maximum_filter
+
 
 def random_distortion(
     images: torch.Tensor,
@@ -124,23 +126,6 @@ def random_degradation(
         degraded = torch.where(hit, (torch.rand_like(degraded) < 0.5).to(degraded.dtype), degraded)
     result = images.clone()
     result[:n] = degraded.clamp(0, 1)
-    return result
-
-
-def maximum_filter(images: torch.Tensor, size: int = 3) -> torch.Tensor:
-    """Each pixel's largest neighbour in the ``size`` × ``size`` square around it (edge pixels repeated): a grey
-    dilation; ``-maximum_filter(-images)`` is the erosion.
-
-    As two passes of shifted maxima, because ``F.max_pool2d`` with stride 1 is twenty times slower on CPUs."""
-    radius = size // 2
-    height, width = images.shape[-2:]
-    padded = F.pad(images, (radius, radius, radius, radius), mode="replicate")
-    rows = padded[..., :height, :]
-    for offset in range(1, size):
-        rows = torch.maximum(rows, padded[..., offset : offset + height, :])
-    result = rows[..., :width]
-    for offset in range(1, size):
-        result = torch.maximum(result, rows[..., offset : offset + width])
     return result
 
 

@@ -20,7 +20,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from mnist_cnn.data.augment import affine_grid, blurred, maximum_filter
+from mnist_cnn.data.augment import affine_grid, blurred
+from mnist_cnn.data.pixels import maximum_filter
 
 KINDS = ("noise", "blur", "occlusion", "lines", "inversion", "edges", "lighting", "affine")
 

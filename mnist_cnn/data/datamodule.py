@@ -177,11 +177,22 @@ class MNISTDataModule(L.LightningDataModule):
         if hp.on_device and device.type == "cuda":
             self.datasets = {name: dataset.to(device) for name, dataset in self.datasets.items()}
 
-    def _loader(self, split: str, shuffle: bool = False) -> DataLoader[Split]:
+    def test_split(self) -> Split:
+        """The test images and labels that ``trainer.test`` reads: those held (the arrays given to ``from_arrays``,
+        or the files once set up), else the test files, read now; the data module is left as it is."""
+        if self.reads_files and "test" not in self.datasets:
+            return read_test_split(self.hparams.root, self.hparams.download)
+        test = self._dataset("test")
+        return test.images, test.labels
+
+    def _dataset(self, split: str) -> TensorBatches:
         if split not in self.datasets and not self.reads_files:
             raise ValueError(f"no {split} arrays: pass {split}=(x_{split}, y_{split}) to MNISTDataModule.from_arrays")
+        return self.datasets[split]
+
+    def _loader(self, split: str, shuffle: bool = False) -> DataLoader[Split]:
         batch_size = self.hparams.batch_size if split == "train" else self.hparams.eval_batch_size
-        dataset = self.datasets[split]
+        dataset = self._dataset(split)
         if self.trainer is not None and self.trainer.world_size > 1:  # Lightning hands each process its share
             return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=_whole_batch)
         order = BatchOrder(len(dataset), batch_size, shuffle, dataset.images.device)

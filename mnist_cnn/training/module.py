@@ -17,14 +17,19 @@ from mnist_cnn.data.pixels import image_batch
 from mnist_cnn.errors import CheckpointError
 from mnist_cnn.inference.classify import UNCERTAIN_BELOW, Predictions, classify, predict_images
 from mnist_cnn.inference.images import ImageInput
-from mnist_cnn.models import create_model
+from mnist_cnn.models import build_model
 from mnist_cnn.training import legacy
 from mnist_cnn.training.components import build, check_allowed, component_class
-from mnist_cnn.weights.checkpoints import cannot_rebuild, mark_uncertainty_threshold, read_checkpoint
+from mnist_cnn.weights.checkpoints import (
+    HISTORY,
+    cannot_rebuild,
+    history_columns,
+    mark_uncertainty_threshold,
+    read_checkpoint,
+)
 from mnist_cnn.weights.manifest import verified_checkpoint
 
 Batch = tuple[torch.Tensor, torch.Tensor]
-HISTORY = "history"  # the checkpoint key of the per-epoch metrics
 STAGES = ("train", "val", "test")
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "lr": 1e-3, "weight_decay": 1e-4}
 # Keys of a scheduler node that tell Lightning when to step it; the others are the scheduler's arguments.
@@ -88,7 +93,7 @@ class MNISTClassifier(L.LightningModule):
                 "channels_last": channels_last,
             }
         )
-        self.model = create_model(model_name, input_shape=input_shape, num_classes=num_classes, **(model_kwargs or {}))
+        self.model = build_model(model_name, input_shape=input_shape, num_classes=num_classes, **(model_kwargs or {}))
         if channels_last:  # NHWC convolutions are faster with oneDNN on CPUs and with cuDNN on GPUs
             self.model = self.model.to(memory_format=torch.channels_last)
         # Each stage's epoch so far, summed on the device with no host sync: [loss sum, right, right in top 3] and
@@ -205,12 +210,7 @@ class MNISTClassifier(L.LightningModule):
     def history(self) -> dict[str, list[float]]:
         """Per-epoch training and validation losses and accuracies of the fits so far, aligned with ``epoch``
         (NaN where an epoch did not validate): ``plot_training_history(model.history)`` draws them."""
-        epochs = sorted(self._epoch_metrics)
-        names = sorted({name for row in self._epoch_metrics.values() for name in row})
-        return {
-            "epoch": epochs,
-            **{name: [self._epoch_metrics[e].get(name, math.nan) for e in epochs] for name in names},
-        }
+        return history_columns(self._epoch_metrics)
 
     def _log_epoch(self, stage: str) -> None:
         # Logged once per epoch rather than from every step: a self.log call is a large share of a small model's
