@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import EpsImagePlugin, Image, ImageDraw
 
-from mnist_cnn.bench.corruptions import photograph
+from benchmarks.corruptions import photograph
 from mnist_cnn.inference.classify import predict_images
 from mnist_cnn.inference.images import ImageError, image_files, open_grayscale, to_mnist
 from mnist_cnn.inference.ink import otsu_threshold

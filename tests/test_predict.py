@@ -12,10 +12,10 @@ from helpers.cli import run_command
 from helpers.imports import refusing_imports
 from PIL import ImageFilter
 
+from benchmarks.drawing import draw_on_paper
 from mnist_cnn import Evaluator, MNISTClassifier, Predictions, read_splits
 from mnist_cnn.config import MAX_PIXELS
 from mnist_cnn.inference.classify import UNCERTAIN_BELOW
-from mnist_cnn.inference.images import draw_on_paper
 from mnist_cnn.weights.checkpoints import load_network
 from mnist_cnn.weights.manifest import read_manifest
 from mnist_cnn.weights.resolve import resolve_checkpoint

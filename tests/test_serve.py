@@ -43,7 +43,7 @@ from helpers.cli import run_command, run_process
 from helpers.imports import refusing_imports
 from PIL import EpsImagePlugin, Image
 
-from mnist_cnn.bench.serving import Server, running_server
+from benchmarks.serving import Server, running_server
 from mnist_cnn.config import MAX_PIXELS, ServeConfig, compose_config, validate
 from mnist_cnn.inference import server as server_module
 from mnist_cnn.inference.backends import load_classifier

@@ -214,8 +214,8 @@ class MNISTClassifier(L.LightningModule):
 
     def _log_epoch(self, stage: str) -> None:
         # Logged once per epoch rather than from every step: a self.log call is a large share of a small model's
-        # step on a CPU (python -m mnist_cnn.bench --overhead --profile shows where a step's time goes). The sums
-        # are already over every process; sync_dist only keeps Lightning from warning.
+        # step on a CPU (`python -m benchmarks --overhead --profile` in a checkout shows where a step's time goes).
+        # The sums are already over every process; sync_dist only keeps Lightning from warning.
         metrics = self.epoch_metrics(stage)
         if not metrics:
             return

@@ -1,8 +1,8 @@
-"""``python -m mnist_cnn.bench``: training epochs through several pipelines side by side (the default), the
+"""``python -m benchmarks``: training epochs through several pipelines side by side (the default), the
 framework's own cost per step (``--overhead``), start-up (``--startup``), predicting files (``--predict-files N``)
 or serving (``--serve [MODEL]``), on this machine. Report ratios, not seconds: the seconds depend on the machine,
 the ratios measured in one run much less. ``--robustness`` measures accuracy instead: every shipped model on digits
-photographed, scanned and corrupted (see mnist_cnn/bench/robustness.py).
+photographed, scanned and corrupted (see benchmarks/robustness.py).
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from mnist_cnn.cli import fail, quiet_libraries
 from mnist_cnn.errors import MissingExtraError, missing_extra
 
 # MNIST-C itself (Mu & Gilmer 2019, made with its own code) on the first 2,000 test digits, beside a checkout
-MNIST_C_FILE = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist_c" / "mnist_c_test_0-1999.npz"
+MNIST_C_FILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist_c" / "mnist_c_test_0-1999.npz"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line of ``python -m mnist_cnn.bench``."""
+    """The command line of ``python -m benchmarks``."""
     parser = argparse.ArgumentParser(
-        prog="python -m mnist_cnn.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--models", default="lenet5", help="comma-separated model names (default: lenet5)")
     parser.add_argument(
@@ -88,8 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     import torch  # here, not at the top: --help and the parser's errors answer without loading it
 
-    from mnist_cnn.bench import epoch, overhead, profile, robustness, serving, startup
-    from mnist_cnn.bench.keras import require_keras
+    from benchmarks import epoch, overhead, profile, robustness, serving, startup
+    from benchmarks.keras import require_keras
 
     quiet_libraries()
     args.threads = args.threads or torch.get_num_threads()

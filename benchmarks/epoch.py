@@ -5,7 +5,7 @@
 (c) this project's path: ``MNISTDataModule`` + ``MNISTClassifier`` under ``lightning.Trainer``, configured as
     ``python -m mnist_cnn.train`` composes it with ``trainer=cpu``, or ``trainer=gpu`` (bf16, data on the GPU,
     ``batch_scale``) with ``--accelerator gpu``, where (a) and (b) run in float32 on the GPU too
-(d) the original stack: the same architecture in Keras 3, ``model.fit`` on TensorFlow (``mnist_cnn.bench.keras``;
+(d) the original stack: the same architecture in Keras 3, ``model.fit`` on TensorFlow (``benchmarks.keras``;
     the ``keras`` extra), CPU only
 (e) (c) with augmentation on, as training runs by default: (e)/(c) is what augmentation costs
 
@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from mnist_cnn.bench.common import Stopwatch, alternating_medians, plain_epoch
+from benchmarks.common import Stopwatch, alternating_medians, plain_epoch
 from mnist_cnn.config import TrainConfig, compose_config, validate
 from mnist_cnn.data.files import ensure_mnist, read_splits
 from mnist_cnn.data.pixels import MEAN, STD, normalize
@@ -102,7 +102,7 @@ def run_pipeline(
     if pipeline in "ce":
         return project_epoch(model_name, accelerator, batch_size, root, images, augment=pipeline == "e")
     if pipeline == "d":
-        from mnist_cnn.bench.keras import keras_epoch  # TensorFlow: only in (d)'s processes
+        from benchmarks.keras import keras_epoch  # TensorFlow: only in (d)'s processes
 
         return keras_epoch(model_name, batch_size, root, images, torch.get_num_threads())
 

@@ -7,7 +7,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from mnist_cnn.bench.common import wall_seconds
+from benchmarks.common import wall_seconds
+from benchmarks.drawing import draw_on_paper
 
 
 def startup(root: str | None, repeats: int) -> dict[str, float]:
@@ -15,7 +16,6 @@ def startup(root: str | None, repeats: int) -> dict[str, float]:
     upper bound of the time to the first training step; ``evaluate ckpt_path=lenet5`` (the 10k test digits and the
     report); and ``predict`` of one PNG file."""
     from mnist_cnn.data.files import read_test_split
-    from mnist_cnn.inference.images import draw_on_paper
 
     with tempfile.TemporaryDirectory() as work:
         data = [f"data.root={root}"] if root else []
@@ -39,7 +39,6 @@ def startup(root: str | None, repeats: int) -> dict[str, float]:
 def predict_files(count: int, root: str | None, repeats: int) -> dict[str, float]:
     """Seconds for ``python -m mnist_cnn.predict`` on ``count`` PNGs of test digits drawn on 300×200 paper."""
     from mnist_cnn.data.files import read_test_split
-    from mnist_cnn.inference.images import draw_on_paper
 
     images, labels = read_test_split(root)
     with tempfile.TemporaryDirectory() as work:

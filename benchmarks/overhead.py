@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnist_cnn.bench.common import alternating_medians
+from benchmarks.common import alternating_medians
 from mnist_cnn.config import compose_config, validate
 from mnist_cnn.data.files import read_train_split
 from mnist_cnn.data.pixels import normalize
