@@ -25,7 +25,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps
 from benchmarks.corruptions import MNIST_C, PHOTO_LIKE, PHOTOS
 from mnist_cnn.data.files import read_test_split, read_train_split
 from mnist_cnn.inference.classify import Predictions, choose_uncertain_below, classify, uncertainty_threshold
-from mnist_cnn.inference.images import to_mnist
+from mnist_cnn.preprocess.images import to_mnist
 from mnist_cnn.weights.checkpoints import load_network
 from mnist_cnn.weights.manifest import read_manifest
 from mnist_cnn.weights.resolve import resolve_checkpoint

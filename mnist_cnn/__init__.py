@@ -28,7 +28,7 @@ _EXPORTS = {
     "get_model_info": "mnist_cnn.weights.catalog",
     "list_models": "mnist_cnn.weights.catalog",
     "Predictions": "mnist_cnn.inference.classify",
-    "predict_images": "mnist_cnn.inference.classify",
+    "predict_images": "mnist_cnn.inference.predict",
     "Evaluator": "mnist_cnn.evaluation.evaluator",
     "format_summary": "mnist_cnn.evaluation.report",
     "write_report": "mnist_cnn.evaluation.report",

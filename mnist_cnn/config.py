@@ -1,7 +1,8 @@
 """Typed schemas for the root configs in ``conf/``, and the checks that types cannot express.
 
-The YAML files hold every value but ``max_pixels`` (the library's ``MAX_PIXELS``); these dataclasses hold the
-types, so OmegaConf rejects ``data.batch_size=abc`` while composing. Components (``optimizer``, ``scheduler``,
+The YAML files hold every value but those the library defines, which the dataclasses give as defaults (``max_pixels``:
+``mnist_cnn.preprocess.MAX_PIXELS``; ``opset``: ``mnist_cnn.onnx.OPSET``); the dataclasses hold the types, so
+OmegaConf rejects ``data.batch_size=abc`` while composing. Components (``optimizer``, ``scheduler``,
 ``trainer``, ``callbacks``, ``logger``) are free-form nodes naming their class in ``_target_``: their arguments are
 checked against the class when it is built. ``validate`` refuses keys nothing reads (``+foo=1``), missing values
 and out-of-range values before anything is built.
@@ -21,13 +22,12 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, MissingMandatoryValue, OmegaConf
 
 from mnist_cnn.errors import ConfigError
+from mnist_cnn.inference import BACKENDS
+from mnist_cnn.onnx import OPSET
+from mnist_cnn.preprocess import MAX_PIXELS
 from mnist_cnn.resources import CONF_DIR
 
 # Optional[...] and Dict[...] rather than "X | None" and "dict[...]": OmegaConf 2.3 understands only the former.
-
-# The most pixels an image file may claim in its header before it is refused undecoded: a picture of a digit
-# (a 12-megapixel phone photo fits). One value for predict_images, `predict` and `serve` (their max_pixels).
-MAX_PIXELS = 16_000_000
 
 
 @dataclass
@@ -105,7 +105,7 @@ class ExportConfig:
     ckpt_path: str = MISSING
     format: str = MISSING
     output: Optional[str] = MISSING
-    opset: int = MISSING
+    opset: int = OPSET
 
 
 @dataclass
@@ -226,7 +226,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "top_k": (_number(lambda value: 1 <= value <= 10), "a whole number in [1, 10]"),
     "format": _one_of("onnx"),
     "opset": (_number(lambda value: value >= 17), "an ONNX opset >= 17"),
-    "backend": _one_of("torch", "onnx"),
+    "backend": _one_of(*BACKENDS),
     "threads": (_number(lambda value: 1 <= value <= 256), "a whole number of threads in [1, 256]"),
     "port": (_number(lambda value: 0 <= value <= 65535), "a port number in [0, 65535] (0: any free port)"),
     "max_batch_size": (_number(lambda value: 1 <= value <= 4096), "a whole number in [1, 4096] (1: no batching)"),

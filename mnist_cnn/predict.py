@@ -68,7 +68,7 @@ def predict_files(config: PredictConfig) -> list[Row]:
     import torch
 
     from mnist_cnn.inference.classify import classify
-    from mnist_cnn.inference.images import IMAGE_SUFFIXES, image_files, to_mnist
+    from mnist_cnn.preprocess.images import IMAGE_SUFFIXES, image_files, to_mnist
     from mnist_cnn.weights.checkpoints import load_network
 
     model = load_network(resolve_checkpoint(config.ckpt_path))

@@ -91,8 +91,8 @@ def confident_digits() -> list[Digit]:
     test digits when the real MNIST files are present, else the ten digits written in Pillow's default font."""
     from benchmarks.drawing import paper_png
     from mnist_cnn.data.files import read_test_split
-    from mnist_cnn.inference.classify import predict_images
-    from mnist_cnn.inference.images import to_mnist
+    from mnist_cnn.inference.predict import predict_images
+    from mnist_cnn.preprocess.images import to_mnist
     from mnist_cnn.weights.checkpoints import load_network
     from mnist_cnn.weights.manifest import most_accurate
     from mnist_cnn.weights.resolve import resolve_checkpoint

@@ -74,8 +74,8 @@ def test_the_wheel_carries_every_package_the_configs_the_weights_and_the_serve_p
     weights = {f"mnist_cnn/checkpoints/pretrained/{path.name}" for path in (REPO / "checkpoints/pretrained").iterdir()
                if path.suffix in (".ckpt", ".json")}  # fmt: skip
     assert configs <= names and weights <= names
-    static = REPO / "mnist_cnn" / "inference" / "static"
-    page = {f"mnist_cnn/inference/static/{path.name}" for path in static.iterdir()}
+    static = REPO / "mnist_cnn" / "serving" / "static"
+    page = {f"mnist_cnn/serving/static/{path.name}" for path in static.iterdir()}
     assert len(page) == 5 and page <= names  # index.html, page.js, page.css; docs.html, docs.js
 
 

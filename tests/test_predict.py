@@ -14,8 +14,8 @@ from PIL import ImageFilter
 
 from benchmarks.drawing import draw_on_paper
 from mnist_cnn import Evaluator, MNISTClassifier, Predictions, read_splits
-from mnist_cnn.config import MAX_PIXELS
 from mnist_cnn.inference.classify import UNCERTAIN_BELOW
+from mnist_cnn.preprocess import MAX_PIXELS
 from mnist_cnn.weights.checkpoints import load_network
 from mnist_cnn.weights.manifest import read_manifest
 from mnist_cnn.weights.resolve import resolve_checkpoint

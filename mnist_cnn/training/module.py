@@ -15,9 +15,10 @@ import torch.nn.functional as F
 
 from mnist_cnn.data.pixels import image_batch
 from mnist_cnn.errors import CheckpointError
-from mnist_cnn.inference.classify import UNCERTAIN_BELOW, Predictions, classify, predict_images
-from mnist_cnn.inference.images import ImageInput
+from mnist_cnn.inference.classify import UNCERTAIN_BELOW, Predictions, classify
+from mnist_cnn.inference.predict import predict_images
 from mnist_cnn.models import build_model
+from mnist_cnn.preprocess.images import ImageInput
 from mnist_cnn.training import legacy
 from mnist_cnn.training.components import build, check_allowed, component_class
 from mnist_cnn.weights.checkpoints import (
@@ -161,7 +162,7 @@ class MNISTClassifier(L.LightningModule):
         self, images: ImageInput | Sequence[ImageInput], batch_size: int = 1024, normalized: bool = False
     ) -> Predictions:
         """Labels and probabilities for image files, PIL images or arrays of any size, preprocessed like MNIST;
-        an array of MNIST-formatted digits is classified as it is (see ``mnist_cnn.inference.predict_images``)."""
+        an array of MNIST-formatted digits is classified as it is (see ``mnist_cnn.predict_images``)."""
         return predict_images(self, images, batch_size, normalized)
 
     def _step(self, batch: Batch, stage: str) -> torch.Tensor:

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from mnist_cnn.config import MAX_PIXELS
 from mnist_cnn.data.pixels import SIZE, checked_pixels, image_batch
-from mnist_cnn.inference.ink import find_ink, flat_paper
+from mnist_cnn.preprocess import MAX_PIXELS
+from mnist_cnn.preprocess.ink import find_ink, flat_paper
 
 ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray, torch.Tensor]  # bytes: an encoded file
 # The file formats read, by Pillow's own decoders. Never the others Pillow knows: EPS and PS run Ghostscript, and
