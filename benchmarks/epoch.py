@@ -46,11 +46,12 @@ WARMUP_BATCHES = 10  # on the GPU, untimed steps before (a) and (b) start the cl
 
 
 def project_config(model_name: str, accelerator: str, batch_size: int, root: str | None, augment: bool) -> TrainConfig:
-    """What ``python -m mnist_cnn.train model=<model> trainer=<accelerator> data.augment=<augment>`` runs
-    (``trainer=gpu``: bf16, data on the GPU, fused optimizer, ``batch_scale``), with the bench's Adam at 1e-3 and
-    batch size like (a) and (b)."""
+    """What ``python -m mnist_cnn.train model=<model> trainer=<accelerator>`` runs (``trainer=gpu``: bf16, data on
+    the GPU, fused optimizer, ``batch_scale``), with the bench's Adam at 1e-3 and batch size like (a) and (b), and
+    with the default augmentation, or without it (``data.augment=null``)."""
     overrides = [f"model={model_name}", f"trainer={accelerator}", "optimizer=adam", "optimizer.lr=0.001"]
-    overrides += [f"data.batch_size={batch_size}", f"data.augment={augment}", *([f"data.root={root}"] if root else [])]
+    overrides += [f"data.batch_size={batch_size}", *([] if augment else ["data.augment=null"])]
+    overrides += [f"data.root={root}"] if root else []
     return validate(compose_config(*overrides))
 
 

@@ -10,7 +10,7 @@ import signal
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +119,7 @@ def build_module(cfg: TrainConfig) -> MNISTClassifier:
 
 def build_datamodule(cfg: TrainConfig) -> MNISTDataModule:
     """The data for ``cfg``, its training batch scaled by ``batch_scale`` like the learning rate."""
-    return MNISTDataModule(**{**asdict(cfg.data), "batch_size": cfg.data.batch_size * cfg.batch_scale})
+    return MNISTDataModule(**{**vars(cfg.data), "batch_size": cfg.data.batch_size * cfg.batch_scale})
 
 
 def _components(nodes: dict[str, Any]) -> dict[str, dict[str, Any]]:
