@@ -35,6 +35,14 @@ def test_onnx_logits_match_pytorch_and_exporting_never_imports_lightning(
         np.testing.assert_allclose(logits, expected[: len(batch)], atol=1e-4, rtol=0)
 
 
+def test_a_run_directory_is_exported_as_its_model_s_name(trained_run: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnxscript", reason='needs the export extra: pip install -e ".[export]"')
+    result = run_command("mnist_cnn.export", f"ckpt_path={trained_run}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("wrote lenet5.onnx (")  # the model's name, not the checkpoint's (best.ckpt)
+    assert [path.name for path in tmp_path.iterdir()] == ["lenet5.onnx"]
+
+
 def test_bad_output_name_is_refused(tmp_path: Path) -> None:
     result = run_command("mnist_cnn.export", "ckpt_path=simple_cnn", "output=model.pt", cwd=tmp_path)
     assert result.returncode == 2

@@ -10,7 +10,7 @@ from torch import nn
 
 from mnist_cnn.data.pixels import SIZE
 from mnist_cnn.onnx import INPUT_NAME, OPSET, OUTPUT_NAME
-from mnist_cnn.weights.checkpoints import load_network
+from mnist_cnn.weights.checkpoints import network_from, read_checkpoint
 
 
 def export_onnx(network: nn.Module, path: Path, opset: int = OPSET) -> Path:
@@ -32,6 +32,8 @@ def export_onnx(network: nn.Module, path: Path, opset: int = OPSET) -> Path:
 
 
 def export_checkpoint(checkpoint: Path, output: Path | None = None, opset: int = OPSET) -> Path:
-    """Export the network saved in ``checkpoint`` to ``output`` (default ``<checkpoint name>.onnx`` in the current
-    directory); returns the path written."""
-    return export_onnx(load_network(checkpoint), output or Path(f"{checkpoint.stem}.onnx"), opset)
+    """Export the network saved in ``checkpoint`` to ``output`` (default ``<model>.onnx`` in the current directory,
+    named after the model the checkpoint holds); returns the path written."""
+    saved = read_checkpoint(checkpoint)
+    default = Path(f"{saved['hyper_parameters']['model_name']}.onnx")
+    return export_onnx(network_from(saved, checkpoint), output or default, opset)

@@ -165,7 +165,8 @@ class MNISTClassifier(L.LightningModule):
         an array of MNIST-formatted digits is classified as it is (see ``mnist_cnn.predict_images``)."""
         return predict_images(self, images, batch_size, normalized)
 
-    def _step(self, batch: Batch, stage: str) -> torch.Tensor:
+    def _step(self, batch: Batch, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch's mean loss and its logits; the epoch's sums are kept for ``epoch_metrics``."""
         images, labels = batch
         self._check_batch(images, labels, stage)
         logits = self.model(images)
@@ -180,7 +181,7 @@ class MNISTClassifier(L.LightningModule):
                 sums = torch.stack((losses.sum(), right.sum(dtype=losses.dtype), top3.sum(dtype=losses.dtype)))
             self._sums[stage] = self._sums[stage] + sums if stage in self._sums else sums
             self._counts[stage] = self._counts.get(stage, 0) + len(labels)
-        return losses.mean()
+        return losses.mean(), logits
 
     def _check_batch(self, images: torch.Tensor, labels: torch.Tensor, stage: str) -> None:
         """Refuse a batch the network cannot read, from its dtype and shape alone (no host sync)."""
@@ -233,7 +234,7 @@ class MNISTClassifier(L.LightningModule):
         self.train()
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        loss = self._step(batch, "train")
+        loss, _ = self._step(batch, "train")
         if loss.device.type != "cpu":
             diverged = ~torch.isfinite(loss.detach())
             self._diverged = diverged if self._diverged is None else self._diverged | diverged
@@ -261,8 +262,9 @@ class MNISTClassifier(L.LightningModule):
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._step(batch, "val")
 
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._step(batch, "test")
+    def test_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        """The batch's logits, which ``EvaluationReport`` reuses for the report instead of scoring the set again."""
+        return self._step(batch, "test")[1]
 
     def on_train_epoch_end(self) -> None:
         self._stop_if_diverged()

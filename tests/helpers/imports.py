@@ -26,8 +26,9 @@ class _Refusing(importlib.abc.MetaPathFinder):
 @contextmanager
 def refusing_imports(*packages: str) -> Iterator[list[str]]:
     """Within: ``mnist_cnn`` and ``packages`` are out of ``sys.modules``, so that ``mnist_cnn`` is imported anew and
-    any import of ``packages`` fails; yields the list of the module names that were asked for. Afterwards
-    ``sys.modules`` is as it was."""
+    any import of ``packages`` fails; yields the list of the module names that were asked for. Afterwards the
+    modules of ``mnist_cnn`` and ``packages`` are the ones from before; other modules imported within stay, as some
+    (torch's compiler) register themselves in other modules' globals once."""
     saved = dict(sys.modules)
     for name in saved:
         if name.partition(".")[0] in ("mnist_cnn", *packages):
@@ -39,7 +40,8 @@ def refusing_imports(*packages: str) -> Iterator[list[str]]:
     finally:
         sys.meta_path.remove(finder)
         for name in set(sys.modules) - set(saved):
-            del sys.modules[name]
+            if name.partition(".")[0] in ("mnist_cnn", *packages):
+                del sys.modules[name]
         sys.modules.update(saved)
         if "mnist_cnn.config" in saved:  # Hydra's ConfigStore, a global, holds the schemas of the package anew
             saved["mnist_cnn.config"].store_schemas()
