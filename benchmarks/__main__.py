@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--accelerator", choices=("cpu", "gpu"), default="cpu", help="gpu: (c) runs trainer=gpu")
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--compile", metavar="MODE", help="(c), (e): train with compile=MODE (e.g. reduce-overhead)")
     parser.add_argument("--root", default=None, help="data root (default: $MNIST_DATA_DIR, else ./data)")
     parser.add_argument("--images", type=int, default=55_000, help="training images per epoch (default: all)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per measurement; the median is shown")
@@ -55,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--latency-requests", type=int, default=300, help="with --serve: requests at concurrency 1")
     parser.add_argument("--throughput-requests", type=int, default=2000, help="with --serve: requests at 32")
     parser.add_argument("--robustness", action="store_true", help="only measure accuracy on photos and corruptions")
+    parser.add_argument(
+        "--speedrun", nargs="*", metavar="RECIPE [OVERRIDE]",
+        help="only run a speedrun recipe (default speedrun_cpu), with any overrides, over --seeds seeds, each a fresh "
+        "process: --speedrun speedrun compile=reduce-overhead",
+    )  # fmt: skip
+    parser.add_argument("--seeds", type=int, default=5, help="--speedrun: how many seeds (default: 5)")
     parser.add_argument(
         "--digits",
         choices=("test", "val"),
@@ -88,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     import torch  # here, not at the top: --help and the parser's errors answer without loading it
 
-    from benchmarks import epoch, overhead, profile, robustness, serving, startup
+    from benchmarks import epoch, overhead, profile, robustness, serving, speedrun, startup
     from benchmarks.keras import require_keras
 
     quiet_libraries()
@@ -129,6 +136,10 @@ def main(argv: list[str] | None = None) -> None:
         results = overhead.table(args)
     elif args.robustness:
         results = robustness.report(args)
+    elif args.speedrun is not None:
+        recipe, *overrides = args.speedrun or ["speedrun_cpu"]
+        results = speedrun.speedrun(recipe, overrides, args.seeds, args.root)
+        print(speedrun.table(results))
     elif args.startup:
         results = startup.startup(args.root, args.repeats)
         print(

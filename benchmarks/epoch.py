@@ -45,11 +45,14 @@ INFERENCE = "inference"
 WARMUP_BATCHES = 10  # on the GPU, untimed steps before (a) and (b) start the clock
 
 
-def project_config(model_name: str, accelerator: str, batch_size: int, root: str | None, augment: bool) -> TrainConfig:
-    """What ``python -m mnist_cnn.train model=<model> trainer=<accelerator>`` runs (``trainer=gpu``: bf16, data on
-    the GPU, fused optimizer, ``batch_scale``), with the bench's Adam at 1e-3 and batch size like (a) and (b), and
-    with the default augmentation, or without it (``data.augment=null``)."""
+def project_config(
+    model_name: str, accelerator: str, batch_size: int, root: str | None, augment: bool, compile_mode: str | None = None
+) -> TrainConfig:
+    """What ``python -m mnist_cnn.train model=<model> trainer=<accelerator> compile=<compile_mode>`` runs
+    (``trainer=gpu``: bf16, data on the GPU, fused optimizer, ``batch_scale``), with the bench's Adam at 1e-3 and
+    batch size like (a) and (b), and with the default augmentation, or without it (``data.augment=null``)."""
     overrides = [f"model={model_name}", f"trainer={accelerator}", "optimizer=adam", "optimizer.lr=0.001"]
+    overrides += [f"compile={compile_mode}"] if compile_mode else []
     overrides += [f"data.batch_size={batch_size}", *([] if augment else ["data.augment=null"])]
     overrides += [f"data.root={root}"] if root else []
     return validate(compose_config(*overrides))
@@ -63,29 +66,31 @@ def project_epoch(
     images: int,
     augment: bool,
     callbacks: Sequence[Any] = (),
+    compile_mode: str | None = None,
 ) -> dict[str, float]:
     """(c), or (e) with ``augment``: one epoch of this project's DataModule and LightningModule under
     ``lightning.Trainer``, with ``callbacks`` besides the bench's timer and the default callback that keeps freed
-    host memory for the next step (the checkpoints, early stopping and learning-rate log are left out)."""
+    host memory for the next step (the checkpoints, early stopping and learning-rate log are left out). On the GPU or
+    with ``compile_mode`` the second epoch is timed: the first pays CUDA's start-up or the compilation."""
     import lightning as L  # only in (c)'s processes: (a) and (b) never load it
 
     from mnist_cnn.training.host_memory import KeepFreedMemory
     from mnist_cnn.training.run import build_datamodule, build_module
 
-    class EpochTimer(L.Callback):  # on the GPU: keeps the second (warm) epoch's time
+    class EpochTimer(L.Callback):  # keeps the last epoch's time
         def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
             self.stopwatch = Stopwatch(module.device)
 
         def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
             self.times = self.stopwatch.read()
 
-    cfg = project_config(model_name, accelerator, batch_size, root, augment)
+    cfg = project_config(model_name, accelerator, batch_size, root, augment, compile_mode)
     datamodule = build_datamodule(cfg)
     scaled_batch = datamodule.hparams.batch_size
     timer = EpochTimer()
     trainer = L.Trainer(
         accelerator=cfg.trainer["accelerator"], devices=1, precision=cfg.trainer["precision"],
-        max_epochs=2 if accelerator == "gpu" else 1,
+        max_epochs=2 if accelerator == "gpu" or compile_mode else 1,
         limit_train_batches=math.ceil(images / scaled_batch), limit_val_batches=0, logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         callbacks=[timer, KeepFreedMemory(), *callbacks],
@@ -96,12 +101,19 @@ def project_epoch(
 
 
 def run_pipeline(
-    model_name: str, pipeline: str, accelerator: str, batch_size: int, root: str | None, images: int
+    model_name: str,
+    pipeline: str,
+    accelerator: str,
+    batch_size: int,
+    root: str | None,
+    images: int,
+    compile_mode: str | None = None,
 ) -> dict[str, float]:
     """Time one epoch over ``images`` training images (55k: all of them); returns seconds, images, batch size."""
     torch.manual_seed(0)
     if pipeline in "ce":
-        return project_epoch(model_name, accelerator, batch_size, root, images, augment=pipeline == "e")
+        augment = pipeline == "e"
+        return project_epoch(model_name, accelerator, batch_size, root, images, augment, compile_mode=compile_mode)
     if pipeline == "d":
         from benchmarks.keras import keras_epoch  # TensorFlow: only in (d)'s processes
 
@@ -158,7 +170,7 @@ def one(model: str, pipeline: str, args: argparse.Namespace) -> dict[str, float]
     """What one fresh process measures for ``--one MODEL PIPELINE``."""
     if pipeline == INFERENCE:
         return run_inference(model, args.accelerator, args.images)
-    return run_pipeline(model, pipeline, args.accelerator, args.batch_size, args.root, args.images)
+    return run_pipeline(model, pipeline, args.accelerator, args.batch_size, args.root, args.images, args.compile)
 
 
 def table(args: argparse.Namespace) -> list[dict]:
@@ -207,4 +219,5 @@ def _spread(runs: list[float]) -> str:
 def worker_arguments(model: str, pipeline: str, args: argparse.Namespace) -> list[str]:
     arguments = ["--one", model, pipeline, "--batch-size", str(args.batch_size), "--images", str(args.images)]
     arguments += ["--accelerator", args.accelerator, "--threads", str(args.threads)]
+    arguments += ["--compile", args.compile] if args.compile else []
     return arguments + (["--root", args.root] if args.root else [])

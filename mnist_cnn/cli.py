@@ -21,7 +21,7 @@ from hydra.errors import ConfigCompositionException, HydraException, MissingConf
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from mnist_cnn.config import FORMER_KEYS, did_you_mean, did_you_mean_inside
+from mnist_cnn.config import FORMER_KEYS, FORMER_SWITCHES, did_you_mean, did_you_mean_inside
 from mnist_cnn.errors import EXIT_BAD_INPUT, EXIT_SOME_FAILED, UserError
 from mnist_cnn.resources import CONF_DIR
 
@@ -74,6 +74,8 @@ def explain(error: Exception) -> str:
         parent = cause.parent_node
         if key in FORMER_KEYS:
             return f"{key} is now {FORMER_KEYS[key]}: give {FORMER_KEYS[key]}=... instead"
+        if isinstance(cause.value, bool) and (key, cause.value) in FORMER_SWITCHES:
+            return f"{key}={str(cause.value).lower()} is now {FORMER_SWITCHES[key, cause.value]}"
         if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and isinstance(parent, DictConfig):
             prefix, _, name = key.rpartition(".")
             prefix = f"{prefix}." if prefix else ""

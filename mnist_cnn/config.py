@@ -59,6 +59,11 @@ FORMER_KEYS = {
     "data.degrade_prob": "data.degrade.probability",
     "data.corrupt_prob": "data.corrupt.probability",
 }
+# The former switch ``data.augment=true|false``, by what says the same now.
+FORMER_SWITCHES = {
+    ("data.augment", False): "data.augment=null",
+    ("data.augment", True): "the default: leave data.augment out, or set data.augment.<setting>=...",
+}
 
 
 @dataclass
@@ -75,6 +80,7 @@ class TrainConfig:
     seed: Optional[int] = MISSING
     batch_scale: int = MISSING
     label_smoothing: float = MISSING
+    compile: Optional[str] = MISSING
     ckpt_path: Optional[str] = MISSING
     weights: Optional[str] = MISSING
     checkpoint_root: str = MISSING
@@ -168,6 +174,9 @@ def _limit(value: Any) -> bool:
     return value >= 0 if isinstance(value, int) else 0.0 <= value <= 1.0
 
 
+# torch.compile's modes (torch._inductor.list_mode_options() lists them too, but is private)
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
 _LIMIT = _limit, "null, a fraction in [0.0, 1.0] or a whole number of batches >= 0"
 
 # The rules of the schemas' fields and of keys in free-form nodes; the typed options carry their own (in their fields:
@@ -197,6 +206,7 @@ RULES: dict[str, Rule] = {
     "trainer.num_nodes": POSITIVE,
     "optimized_metric": one_of("best_val_acc", "test_acc"),
     "batch_scale": POSITIVE,
+    "compile": (lambda value: value is None or value in COMPILE_MODES, f"null (eager) or {one_of(*COMPILE_MODES)[1]}"),
     "batch_size": POSITIVE,
     "max_pixels": POSITIVE,
     "max_request_pixels": POSITIVE,

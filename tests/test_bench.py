@@ -140,3 +140,30 @@ def test_bench_overhead_times_the_plain_loop_the_trainer_alone_and_the_project(r
     assert [line.split("  ")[0] for line in result.stdout.splitlines()[1:4]] == [
         "plain loop", "Trainer alone", "mnist_cnn (Trainer)"
     ]  # fmt: skip
+
+
+@pytest.mark.slow  # each seed is a fresh training process
+def test_bench_speedrun_reports_each_seed_and_the_means(tmp_path: Path) -> None:
+    root = write_fake_mnist(tmp_path / "data", num_train=5_300)  # room for the 5,000-image validation split
+    out = tmp_path / "speedrun.json"
+    args = (
+        "--speedrun",
+        "speedrun_cpu",
+        "trainer.max_epochs=1",
+        "--seeds",
+        "2",
+        "--root",
+        str(root),
+        "--json",
+        str(out),
+    )
+    result = run_command("benchmarks", *args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    results = json.loads(out.read_text())
+    assert results["recipe"] == "speedrun_cpu" and [run["seed"] for run in results["runs"]] == [1, 2]
+    assert "`experiment=speedrun_cpu trainer.max_epochs=1` on " in result.stdout
+    for run in results["runs"]:
+        assert 0 <= run["test_acc"] <= 1 and 0 < run["fit_s"] < run["shell_s"]
+        assert f"| {run['seed']} | {run['test_acc']:.2%} | {run['fit_s']:.2f} s |" in result.stdout
+    assert results["mean"]["test_acc"] == pytest.approx(sum(run["test_acc"] for run in results["runs"]) / 2)
+    assert f"| mean | {results['mean']['test_acc']:.2%} |" in result.stdout

@@ -102,6 +102,7 @@ def test_any_trainer_argument_is_one_override_away_and_recorded() -> None:
         ("trainer.limit_val_batches=0", "trainer.limit_val_batches=0 is not allowed: use null, a fraction in (0.0"),
         ("data.val_size=-1", "data.val_size=-1 is not allowed: use a number >= 0 (0 trains on all 60,000 images"),
         ("optimized_metric=val_loss", "optimized_metric='val_loss' is not allowed: use one of best_val_acc, test_acc"),
+        ("compile=fast", "compile='fast' is not allowed: use null (eager) or one of default, reduce-overhead, max-"),
         ("+foo=1", "foo is not a setting here and nothing reads it: drop the +foo"),
         (
             "+data.batch_sise=1",

@@ -89,3 +89,17 @@ def test_warm_up_runs_a_throwaway_step_on_the_gpu_and_leaves_model_and_random_st
     assert torch.equal(torch.get_rng_state(), cpu_state) and torch.equal(torch.cuda.get_rng_state(), gpu_state)
     assert all(torch.equal(value, weights[name]) for name, value in module.state_dict().items())
     assert all(split.images.is_cuda for split in datamodule.datasets.values())  # the data already moved there
+
+
+def test_warm_up_compiles_every_shape_the_fit_meets_and_puts_the_weights_back(fake_root: Path) -> None:
+    overrides = ("experiment=speedrun", "compile=reduce-overhead", f"data.root={fake_root}", "data.val_size=100")
+    cfg = validate(compose_config(*overrides, "trainer.max_epochs=1"))
+    module, datamodule = build_module(cfg), build_datamodule(cfg)
+    weights = {name: value.clone() for name, value in module.state_dict().items()}
+    trainer = L.Trainer(accelerator="gpu", devices=1, precision=cfg.trainer["precision"], max_epochs=1, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False)  # fmt: skip
+    assert warm_up(trainer, module, datamodule, compiled=True) > 0
+    assert all(torch.equal(value.cpu(), weights[name]) for name, value in module.state_dict().items())
+    with torch.compiler.set_stance("fail_on_recompile"):  # raises if the fit has to compile anything
+        trainer.fit(module, datamodule=datamodule)
+    assert trainer.callback_metrics["val_acc"] >= 0

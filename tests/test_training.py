@@ -266,3 +266,17 @@ def test_the_ema_follows_the_weights_from_the_first_steps(fake_root: Path, tmp_p
     assert torch.linalg.norm(average - raw.final) < 0.2 * torch.linalg.norm(average - raw.initial)
     norms = [module for module in model.modules() if hasattr(module, "num_batches_tracked")]
     assert {norm.num_batches_tracked.item() for norm in norms} == {20}  # step counters are copied, not averaged
+
+
+@pytest.mark.slow  # compiling takes tens of seconds on a CPU
+def test_a_compiled_network_trains_and_saves_the_keys_of_the_eager_one(fake_root: Path, tmp_path: Path) -> None:
+    cfg = validate(compose_config("model=lenet5", "compile=default", f"data.root={fake_root}", "data.val_size=100"))
+    model = build_module(cfg)
+    trainer = _trainer(tmp_path, limit_train_batches=2, limit_val_batches=1)
+    trainer.fit(model, datamodule=MNISTDataModule(root=str(fake_root), val_size=100, batch_size=16))
+    path = tmp_path / "compiled.ckpt"
+    trainer.save_checkpoint(path)
+    restored = MNISTClassifier.load(path).eval()
+    assert list(restored.state_dict()) == list(MNISTClassifier("lenet5").state_dict())
+    images = torch.randn(4, 1, 28, 28)
+    assert torch.allclose(restored(images), model.eval()(images), atol=1e-5)

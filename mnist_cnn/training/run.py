@@ -48,12 +48,14 @@ class TrainResult:
     epochs: int
     fit_seconds: float
     report_dir: Path | None = None
+    warm_up_seconds: float = 0.0  # on a GPU, before the fit: CUDA's start-up and compiling the network
 
     def summary(self) -> str:
         rows = [(name, f"{value:.4f}") for name, value in sorted(self.metrics.items())]
         rows += [
             ("epochs", str(self.epochs)),
-            ("fit time", f"{self.fit_seconds:.1f} s"),
+            ("fit time", f"{self.fit_seconds:.2f} s"),
+            *([("warm-up time", f"{self.warm_up_seconds:.1f} s")] if self.warm_up_seconds else []),
             ("best checkpoint", str(self.best_checkpoint or f"none: no validation, the final epoch is {LAST}")),
             ("run dir", str(self.run_dir)),
         ]
@@ -67,7 +69,8 @@ class TrainResult:
         record = {
             "metrics": self.metrics,
             "epochs": self.epochs,
-            "fit_seconds": round(self.fit_seconds, 1),
+            "fit_seconds": round(self.fit_seconds, 2),
+            "warm_up_seconds": round(self.warm_up_seconds, 2),
             "seed": seed,
             "command": command_line(),
             "machine": machine_description(),
@@ -100,13 +103,14 @@ def machine_description() -> str:
 
 
 def build_module(cfg: TrainConfig) -> MNISTClassifier:
-    """The LightningModule for ``cfg``, its learning rate scaled by ``batch_scale`` like the batch."""
+    """The LightningModule for ``cfg``, its learning rate scaled by ``batch_scale`` like the batch, its network
+    compiled if ``cfg.compile`` names a mode."""
     options = {key: value for key, value in cfg.model.items() if key != "name"}
     optimizer = dict(cfg.optimizer)
     if "lr" in optimizer:
         optimizer["lr"] = optimizer["lr"] * cfg.batch_scale  # the linear scaling rule, with the batch below
     try:
-        return MNISTClassifier(
+        module = MNISTClassifier(
             model_name=cfg.model["name"],
             model_kwargs=options,
             optimizer=optimizer,
@@ -115,6 +119,9 @@ def build_module(cfg: TrainConfig) -> MNISTClassifier:
         )
     except (ValueError, TypeError) as error:
         raise ConfigError(f"invalid options for model {cfg.model['name']}: {error}") from None
+    if cfg.compile is not None:  # in place: the state dict, and so every checkpoint, keeps the network's own keys
+        module.model.compile(mode=cfg.compile)
+    return module
 
 
 def build_datamodule(cfg: TrainConfig) -> MNISTDataModule:
@@ -207,20 +214,30 @@ def _start_from_weights(cfg: TrainConfig, module: MNISTClassifier) -> None:
     module.load_state_dict(read_checkpoint(path)["state_dict"])
 
 
-def warm_up(trainer: L.Trainer, module: MNISTClassifier, datamodule: MNISTDataModule) -> None:
-    """On one GPU, a training step of a throwaway copy of ``module`` (no schedule), in ``trainer``'s precision,
-    leaving the random state as it was: CUDA's one-off start-up (its context, libraries, and kernels loaded on
-    their first use) is then done before fitting starts, so the fit time measures training alone."""
+def warm_up(trainer: L.Trainer, module: MNISTClassifier, datamodule: MNISTDataModule, compiled: bool = False) -> float:
+    """On one GPU, train a throwaway copy of ``module`` (no schedule) in ``trainer``'s precision and return the
+    seconds it took, leaving the random state as it was: CUDA's one-off start-up (its context, libraries, and
+    kernels loaded on their first use) is then done before fitting starts, so the fit time measures training
+    alone. One step, or for a ``compiled`` network an epoch and a validation with that very network (its weights put
+    back after), so that every batch shape the fit meets is compiled before it starts."""
     device = trainer.strategy.root_device
     if device.type != "cuda" or trainer.world_size > 1:
-        return
+        return 0.0
+    start = time.perf_counter()
     with torch.random.fork_rng(devices=[device]):
         throwaway = MNISTClassifier(**{**module.hparams, "scheduler": None})
+        if compiled:
+            weights = {name: value.clone() for name, value in module.model.state_dict().items()}
+            throwaway.model = module.model
         L.Trainer(
-            accelerator="gpu", devices=1, precision=trainer.precision, max_steps=1, limit_val_batches=0,
-            num_sanity_val_steps=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-            enable_model_summary=False,
+            accelerator="gpu", devices=1, precision=trainer.precision, max_epochs=1, max_steps=-1 if compiled else 1,
+            limit_val_batches=1.0 if compiled else 0, num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
+            enable_progress_bar=False, enable_model_summary=False,
         ).fit(throwaway, datamodule=datamodule)  # fmt: skip
+        if compiled:
+            module.model.load_state_dict(weights)
+            module.model.zero_grad(set_to_none=True)
+    return time.perf_counter() - start
 
 
 def log_through_root() -> None:
@@ -251,7 +268,7 @@ def train(cfg: TrainConfig, run_dir: Path, segment: Path) -> TrainResult:
         datamodule.setup("test")
     interrupt = GracefulInterrupt(run_dir / LAST)
     trainer = build_trainer(cfg, run_dir, segment, interrupt)
-    warm_up(trainer, module, datamodule)
+    warm_up_seconds = warm_up(trainer, module, datamodule, compiled=cfg.compile is not None)
 
     start = time.perf_counter()
     try:
@@ -278,7 +295,7 @@ def train(cfg: TrainConfig, run_dir: Path, segment: Path) -> TrainResult:
         )
         metrics.update(test_metrics)
         report = segment / "evaluation"
-    result = TrainResult(run_dir, best, metrics, trainer.current_epoch, fit_seconds, report)
+    result = TrainResult(run_dir, best, metrics, trainer.current_epoch, fit_seconds, report, warm_up_seconds)
     if trainer.is_global_zero:
         result.save(segment / RESULT, cfg.seed)
     return result
