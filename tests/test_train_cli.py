@@ -4,11 +4,13 @@ per run."""
 from __future__ import annotations
 
 import csv
+import importlib
 import json
 import math
 import re
 import shutil
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import torch
 import yaml
 from conftest import FAKE_TRAIN_IMAGES
 from helpers.cli import run_command
+from helpers.imports import refusing_imports
 from hydra.core.config_store import ConfigStore
 from hydra.core.plugins import Plugins
 from lightning.pytorch.loggers import mlflow as lightning_mlflow
@@ -260,6 +263,23 @@ def test_the_test_set_is_scored_once_for_the_test_metrics_and_the_report(
     record = json.loads((run_dir / "result.json").read_text())
     report = json.loads((run_dir / "evaluation" / "metrics.json").read_text())
     assert report["accuracy"] == pytest.approx(record["metrics"]["test_acc"], abs=1e-6)
+
+
+def test_a_run_hides_the_warning_that_its_run_dir_holds_files_and_leaves_the_warning_filters_alone(
+    fake_root: Path, tmp_path: Path
+) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # every warning the run lets through is recorded, however often it repeats
+        result = run_command(
+            "mnist_cnn.train", "model=lenet5", *QUICK, "trainer.limit_train_batches=1", "test=false",
+            cwd=tmp_path, data_root=fake_root,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert [str(item.message) for item in caught if "exists and is not empty" in str(item.message)] == []
+    with refusing_imports():  # the training library, imported anew, adds no filter to the process's
+        importlib.import_module("mnist_cnn.training.run")
+        added = [entry for entry in warnings.filters if entry[1] is not None and "not empty" in entry[1].pattern]
+    assert added == []
 
 
 def test_fine_tuning_starts_from_the_given_weights_with_a_fresh_optimizer(fake_root: Path, tmp_path: Path) -> None:

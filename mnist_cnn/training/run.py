@@ -34,9 +34,6 @@ from mnist_cnn.weights.resolve import LAST, resolve_checkpoint
 # Arguments naming where a component writes: left out, they are the run dir; relative, they lie inside it.
 RUN_DIR_ARGUMENTS = ("dirpath", "save_dir")
 
-# A run dir holds the log and Hydra's files beside the checkpoints by design.
-warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
-
 
 @dataclass
 class TrainResult:
@@ -272,7 +269,9 @@ def train(cfg: TrainConfig, run_dir: Path, segment: Path) -> TrainResult:
 
     start = time.perf_counter()
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
+        with warnings.catch_warnings():  # a run dir holds the log and Hydra's files beside the checkpoints by design
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+            trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
     except SIGTERMException:  # Lightning's own handling would exit with status 0
         name = interrupt.signal_name or "SIGTERM"
         message = f"interrupted by {name}; saved a resumable checkpoint: {run_dir / LAST}"
