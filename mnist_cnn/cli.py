@@ -19,18 +19,17 @@ from typing import Any, NoReturn
 import hydra
 from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from mnist_cnn.config import did_you_mean, did_you_mean_inside
+from mnist_cnn.config import FORMER_KEYS, FORMER_SWITCHES, did_you_mean, did_you_mean_inside
 from mnist_cnn.errors import EXIT_BAD_INPUT, EXIT_SOME_FAILED, UserError
 from mnist_cnn.resources import CONF_DIR
 
 Task = Callable[[DictConfig], Any]
 # Options of Hydra's own groups that the sweep extra's plugins add.
 EXTRA_OPTIONS = {"hydra/sweeper": ("optuna",), "hydra/launcher": ("joblib", "submitit_local", "submitit_slurm")}
-# OmegaConf's message for a key that a config (a dict node, or a typed schema) does not have.
-UNKNOWN_KEY = re.compile(r"Key '[^']*' (is )?not in ")
-# Hydra's message for ``group=option`` when this command's config has no such group; it advises ``+group=...``.
+# Hydra's message for ``group=option`` when this command's config has no such group; it advises ``+group=...``. Read
+# from the text: the exception carries no field that names the group.
 NOT_IN_DEFAULTS = re.compile(r"Could not override '([^']+)'\. No match in the defaults list.*use \+(\S+)", re.DOTALL)
 NOT_GROUP_HINTS = {"model": "the model is the one ckpt_path names, whose checkpoint holds its architecture"}
 QUIET_LOGGERS = (
@@ -73,7 +72,11 @@ def explain(error: Exception) -> str:
     if isinstance(cause, OmegaConfBaseException) and cause.full_key:
         key = cause.full_key
         parent = cause.parent_node
-        if UNKNOWN_KEY.match(str(cause)) and isinstance(parent, DictConfig):
+        if key in FORMER_KEYS:
+            return f"{key} is now {FORMER_KEYS[key]}: give {FORMER_KEYS[key]}=... instead"
+        if isinstance(cause.value, bool) and (key, cause.value) in FORMER_SWITCHES:
+            return f"{key}={str(cause.value).lower()} is now {FORMER_SWITCHES[key, cause.value]}"
+        if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and isinstance(parent, DictConfig):
             prefix, _, name = key.rpartition(".")
             prefix = f"{prefix}." if prefix else ""
             settings = sorted(str(item) for item in parent if not str(item).startswith("_"))

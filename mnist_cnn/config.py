@@ -1,7 +1,8 @@
 """Typed schemas for the root configs in ``conf/``, and the checks that types cannot express.
 
-The YAML files hold every value but ``max_pixels`` (the library's ``MAX_PIXELS``); these dataclasses hold the
-types, so OmegaConf rejects ``data.batch_size=abc`` while composing. Components (``optimizer``, ``scheduler``,
+The YAML files hold every value but those the library defines, which the dataclasses give as defaults (``max_pixels``:
+``mnist_cnn.preprocess.MAX_PIXELS``; ``opset``: ``mnist_cnn.onnx.OPSET``); the dataclasses hold the types, so
+OmegaConf rejects ``data.batch_size=abc`` while composing. Components (``optimizer``, ``scheduler``,
 ``trainer``, ``callbacks``, ``logger``) are free-form nodes naming their class in ``_target_``: their arguments are
 checked against the class when it is built. ``validate`` refuses keys nothing reads (``+foo=1``), missing values
 and out-of-range values before anything is built.
@@ -12,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import typing
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -20,19 +21,20 @@ from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, MissingMandatoryValue, OmegaConf
 
+from mnist_cnn.data.options import Augmentation, Corruption, Degradation
 from mnist_cnn.errors import ConfigError
+from mnist_cnn.inference import BACKENDS
+from mnist_cnn.onnx import OPSET
+from mnist_cnn.preprocess import MAX_PIXELS
 from mnist_cnn.resources import CONF_DIR
+from mnist_cnn.rules import FRACTION, NON_NEGATIVE, POSITIVE, Rule, between, number, one_of, refusal
 
 # Optional[...] and Dict[...] rather than "X | None" and "dict[...]": OmegaConf 2.3 understands only the former.
-
-# The most pixels an image file may claim in its header before it is refused undecoded: a picture of a digit
-# (a 12-megapixel phone photo fits). One value for predict_images, `predict` and `serve` (their max_pixels).
-MAX_PIXELS = 16_000_000
 
 
 @dataclass
 class DataConfig:
-    """Arguments of ``MNISTDataModule``."""
+    """Arguments of ``MNISTDataModule``; the augmentation options are typed objects with their own defaults."""
 
     root: Optional[str] = MISSING
     download: bool = MISSING
@@ -40,21 +42,28 @@ class DataConfig:
     eval_batch_size: int = MISSING
     val_size: int = MISSING
     split_seed: int = MISSING
-    augment: bool = MISSING
-    rotation_degrees: float = MISSING
-    shift_fraction: float = MISSING
-    zoom_fraction: float = MISSING
-    elastic_alpha: float = MISSING
-    elastic_sigma: float = MISSING
-    degrade_prob: float = MISSING
-    stroke_width: float = MISSING
-    min_resolution: int = MISSING
-    blur_sigma: float = MISSING
-    contrast: float = MISSING
-    noise_std: float = MISSING
-    impulse_fraction: float = MISSING
-    corrupt_prob: float = MISSING
+    augment: Optional[Augmentation] = field(default_factory=Augmentation)  # null: no distortion
+    degrade: Degradation = field(default_factory=Degradation)
+    corrupt: Corruption = field(default_factory=Corruption)
     on_device: bool = MISSING
+
+
+# The flat data keys of mnist_cnn 0.2, by the key of the typed option that holds each now (docs/configuration.md).
+FORMER_KEYS = {
+    **{f"data.{item.name}": f"data.augment.{item.name}" for item in dataclasses.fields(Augmentation)},
+    **{
+        f"data.{item.name}": f"data.degrade.{item.name}"
+        for item in dataclasses.fields(Degradation)
+        if item.name != "probability"
+    },
+    "data.degrade_prob": "data.degrade.probability",
+    "data.corrupt_prob": "data.corrupt.probability",
+}
+# The former switch ``data.augment=true|false``, by what says the same now.
+FORMER_SWITCHES = {
+    ("data.augment", False): "data.augment=null",
+    ("data.augment", True): "the default: leave data.augment out, or set data.augment.<setting>=...",
+}
 
 
 @dataclass
@@ -106,7 +115,7 @@ class ExportConfig:
     ckpt_path: str = MISSING
     format: str = MISSING
     output: Optional[str] = MISSING
-    opset: int = MISSING
+    opset: int = OPSET
 
 
 @dataclass
@@ -140,18 +149,21 @@ SCHEMAS = {
     "export": ExportConfig,
     "serve": ServeConfig,
 }
-for _name, _schema in SCHEMAS.items():
-    ConfigStore.instance().store(name=f"{_name}_schema", node=_schema)
+
+
+def store_schemas() -> None:
+    """Give the schemas to Hydra's ConfigStore, where the defaults lists of ``conf/*.yaml`` name them."""
+    for name, schema in SCHEMAS.items():
+        ConfigStore.instance().store(name=f"{name}_schema", node=schema)
+
+
+store_schemas()
 
 
 def compose_config(*overrides: str, config: str = "train") -> DictConfig:
     """``conf/<config>.yaml`` composed with command-line style ``overrides``, outside a command."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose(config_name=config, overrides=list(overrides))
-
-
-def _number(check: Callable[[float], bool]) -> Callable[[Any], bool]:
-    return lambda value: isinstance(value, (int, float)) and not isinstance(value, bool) and check(value)
 
 
 def _limit(value: Any) -> bool:
@@ -162,75 +174,56 @@ def _limit(value: Any) -> bool:
     return value >= 0 if isinstance(value, int) else 0.0 <= value <= 1.0
 
 
-def _one_of(*choices: str) -> tuple[Callable[[Any], bool], str]:
-    return (lambda value: value in choices), f"one of {', '.join(choices)}"
-
-
 # torch.compile's modes (torch._inductor.list_mode_options() lists them too, but is private)
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
-_POSITIVE = _number(lambda value: value > 0), "a number > 0"
-_NON_NEGATIVE = _number(lambda value: value >= 0), "a number >= 0"
-_FRACTION = _number(lambda value: 0 <= value < 1), "a number in [0, 1)"
 _LIMIT = _limit, "null, a fraction in [0.0, 1.0] or a whole number of batches >= 0"
 
-RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "optimizer.lr": _POSITIVE,
-    "optimizer.weight_decay": _NON_NEGATIVE,
-    "optimizer.momentum": _FRACTION,
-    "label_smoothing": _FRACTION,
-    "data.batch_size": _POSITIVE,
-    "data.eval_batch_size": _POSITIVE,
-    "data.val_size": (
-        _number(lambda value: value >= 0),
-        "a number >= 0 (0 trains on all 60,000 images, without validation)",
+# The rules of the schemas' fields and of keys in free-form nodes; the typed options carry their own (in their fields:
+# mnist_cnn.data.options), which validate checks under their keys (data.augment.rotation_degrees).
+RULES: dict[str, Rule] = {
+    "optimizer.lr": POSITIVE,
+    "optimizer.weight_decay": NON_NEGATIVE,
+    "optimizer.momentum": FRACTION,
+    "label_smoothing": FRACTION,
+    "data.batch_size": POSITIVE,
+    "data.eval_batch_size": POSITIVE,
+    "data.val_size": number(
+        lambda value: value >= 0, "a number >= 0 (0 trains on all 60,000 images, without validation)"
     ),
-    "data.rotation_degrees": (_number(lambda value: 0 <= value <= 180), "a number of degrees in [0, 180]"),
-    "data.shift_fraction": _FRACTION,
-    "data.zoom_fraction": _FRACTION,
-    "data.elastic_alpha": _NON_NEGATIVE,
-    "data.elastic_sigma": _POSITIVE,
-    "data.degrade_prob": (_number(lambda value: 0 <= value <= 1), "a probability in [0, 1]"),
-    "data.corrupt_prob": (_number(lambda value: 0 <= value <= 1), "a probability in [0, 1]"),
-    "data.stroke_width": (_number(lambda value: 0 <= value <= 1), "a number of pixels in [0, 1]"),
-    "data.min_resolution": (_number(lambda value: 4 <= value <= 28), "a whole number of pixels in [4, 28]"),
-    "data.blur_sigma": _NON_NEGATIVE,
-    "data.contrast": _FRACTION,
-    "data.noise_std": _NON_NEGATIVE,
-    "data.impulse_fraction": _FRACTION,
-    "model.dropout_rate": _FRACTION,
-    "trainer.max_epochs": _POSITIVE,
-    "trainer.log_every_n_steps": _POSITIVE,
-    "trainer.check_val_every_n_epoch": _POSITIVE,
-    "trainer.num_sanity_val_steps": _NON_NEGATIVE,
-    "trainer.accumulate_grad_batches": _POSITIVE,
+    "model.dropout_rate": FRACTION,
+    "trainer.max_epochs": POSITIVE,
+    "trainer.log_every_n_steps": POSITIVE,
+    "trainer.check_val_every_n_epoch": POSITIVE,
+    "trainer.num_sanity_val_steps": NON_NEGATIVE,
+    "trainer.accumulate_grad_batches": POSITIVE,
     "trainer.limit_train_batches": _LIMIT,
     "trainer.limit_val_batches": (
         lambda value: _limit(value) and value != 0,
         "null, a fraction in (0.0, 1.0] or a whole number of batches >= 1: validation picks the best checkpoint",
     ),
     "trainer.limit_test_batches": _LIMIT,
-    "trainer.num_nodes": _POSITIVE,
-    "optimized_metric": _one_of("best_val_acc", "test_acc"),
-    "batch_scale": _POSITIVE,
-    "compile": (lambda value: value is None or value in COMPILE_MODES, f"null (eager) or {_one_of(*COMPILE_MODES)[1]}"),
-    "batch_size": _POSITIVE,
-    "max_pixels": _POSITIVE,
-    "max_request_pixels": _POSITIVE,
-    "max_header_kb": (_number(lambda value: 1 <= value <= 1024), "a number of kilobytes in [1, 1024]"),
-    "header_timeout_s": _POSITIVE,
-    "keep_alive_s": _POSITIVE,
-    "max_connections": (_number(lambda value: 1 <= value <= 100_000), "a whole number in [1, 100000]"),
-    "top_k": (_number(lambda value: 1 <= value <= 10), "a whole number in [1, 10]"),
-    "format": _one_of("onnx"),
-    "opset": (_number(lambda value: value >= 17), "an ONNX opset >= 17"),
-    "backend": _one_of("torch", "onnx"),
-    "threads": (_number(lambda value: 1 <= value <= 256), "a whole number of threads in [1, 256]"),
-    "port": (_number(lambda value: 0 <= value <= 65535), "a port number in [0, 65535] (0: any free port)"),
-    "max_batch_size": (_number(lambda value: 1 <= value <= 4096), "a whole number in [1, 4096] (1: no batching)"),
-    "batch_wait_ms": (_number(lambda value: 0 <= value <= 1000), "a number of milliseconds in [0, 1000]"),
-    "max_upload_mb": (_number(lambda value: 0 < value <= 1024), "a number of megabytes in (0, 1024]"),
-    "max_images": (_number(lambda value: 1 <= value <= 100_000), "a whole number in [1, 100000]"),
+    "trainer.num_nodes": POSITIVE,
+    "optimized_metric": one_of("best_val_acc", "test_acc"),
+    "batch_scale": POSITIVE,
+    "compile": (lambda value: value is None or value in COMPILE_MODES, f"null (eager) or {one_of(*COMPILE_MODES)[1]}"),
+    "batch_size": POSITIVE,
+    "max_pixels": POSITIVE,
+    "max_request_pixels": POSITIVE,
+    "max_header_kb": between(1, 1024, "a number of kilobytes in [1, 1024]"),
+    "header_timeout_s": POSITIVE,
+    "keep_alive_s": POSITIVE,
+    "max_connections": between(1, 100_000, "a whole number in [1, 100000]"),
+    "top_k": between(1, 10, "a whole number in [1, 10]"),
+    "format": one_of("onnx"),
+    "opset": number(lambda value: value >= 17, "an ONNX opset >= 17"),
+    "backend": one_of(*BACKENDS),
+    "threads": between(1, 256, "a whole number of threads in [1, 256]"),
+    "port": between(0, 65535, "a port number in [0, 65535] (0: any free port)"),
+    "max_batch_size": between(1, 4096, "a whole number in [1, 4096] (1: no batching)"),
+    "batch_wait_ms": between(0, 1000, "a number of milliseconds in [0, 1000]"),
+    "max_upload_mb": number(lambda value: 0 < value <= 1024, "a number of megabytes in (0, 1024]"),
+    "max_images": between(1, 100_000, "a whole number in [1, 100000]"),
 }
 
 REQUIRED_HINTS = {
@@ -239,17 +232,24 @@ REQUIRED_HINTS = {
 }
 
 
-def unknown_keys(cfg: DictConfig, schema: type, prefix: str = "") -> list[str]:
-    """Dotted keys of ``cfg`` that ``schema`` has no field for (what ``+key=value`` can add), recursively."""
+def _typed_options(hint: Any) -> type | None:
+    """The dataclass a field's type names, alone or in ``Optional[...]``; ``None`` for any other type."""
+    candidates = typing.get_args(hint) or (hint,)
+    return next((candidate for candidate in candidates if dataclasses.is_dataclass(candidate)), None)
+
+
+def settings(cfg: DictConfig, schema: type, prefix: str = "") -> Iterator[tuple[str, dataclasses.Field | None]]:
+    """Every key of ``cfg`` (dotted, inside typed options too) with the field of ``schema`` that types it, or
+    ``None`` for a key ``schema`` has no field for (what ``+key=value`` can add)."""
     fields = {item.name: item for item in dataclasses.fields(schema)}
     hints = typing.get_type_hints(schema)
-    found = []
     for key in cfg:
-        if key not in fields:
-            found.append(f"{prefix}{key}")
-        elif dataclasses.is_dataclass(hints[key]) and isinstance(cfg[key], DictConfig):
-            found += unknown_keys(cfg[key], hints[key], f"{prefix}{key}.")
-    return found
+        item = fields.get(str(key))
+        options = _typed_options(hints[key]) if item is not None else None
+        if options is not None and not OmegaConf.is_missing(cfg, key) and isinstance(cfg[key], DictConfig):
+            yield from settings(cfg[key], options, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", item
 
 
 def did_you_mean(word: str, choices: Collection[str], prefix: str = "") -> str:
@@ -279,26 +279,27 @@ def _near(key: str, schema: type) -> str:
     parent, _, name = key.rpartition(".")
     node = schema
     for part in filter(None, parent.split(".")):
-        node = typing.get_type_hints(node)[part]
+        node = _typed_options(typing.get_type_hints(node)[part])
     return did_you_mean(name, [item.name for item in dataclasses.fields(node)], f"{parent}." if parent else "")
 
 
 def validate(cfg: DictConfig) -> Any:
     """The composed config as its dataclass (``TrainConfig``, ``EvaluateConfig``, ...), or a ``ConfigError`` naming
-    the first unknown key, missing value or out-of-range value; rules for keys the config lacks are skipped."""
+    the first unknown key, out-of-range value or missing value; rules for keys the config lacks are skipped."""
     schema = OmegaConf.get_type(cfg)
-    for key in unknown_keys(cfg, schema):
+    found = list(settings(cfg, schema))
+    for key in (key for key, item in found if item is None):
         suggestion = _near(key, schema)
         raise ConfigError(f"{key} is not a setting here and nothing reads it: {suggestion or f'drop the +{key}'}")
+    absent = object()  # a key the config lacks, or a value still missing
+    for key, rule in [*((key, item.metadata.get("rule")) for key, item in found), *RULES.items()]:
+        value = OmegaConf.select(cfg, key, default=absent)
+        message = refusal(key, value, rule) if value is not absent else None
+        if message:
+            raise ConfigError(message)
     try:
-        config = OmegaConf.to_object(cfg)
+        return OmegaConf.to_object(cfg)
     except MissingMandatoryValue as error:
         key = error.full_key
         hint = REQUIRED_HINTS.get(key, "a value")
         raise ConfigError(f"{key} is required: give {hint}") from None
-    absent = object()
-    for key, (is_valid, allowed) in RULES.items():
-        value = OmegaConf.select(cfg, key, default=absent)
-        if value is not absent and not is_valid(value):
-            raise ConfigError(f"{key}={value!r} is not allowed: use {allowed}")
-    return config

@@ -26,19 +26,19 @@ def main(cfg: DictConfig) -> float:
     try:
         config: EvaluateConfig = validate(cfg)
         checkpoint = resolve_checkpoint(config.ckpt_path)
-        from mnist_cnn.data.files import read_test_split  # torch, Lightning: only once the options are known good
+        from mnist_cnn.data.files import read_test_split  # torch: only once the options are known good
         from mnist_cnn.evaluation.evaluator import Evaluator
         from mnist_cnn.evaluation.report import format_summary, write_report
-        from mnist_cnn.training.module import MNISTClassifier
+        from mnist_cnn.weights.checkpoints import network_from, read_checkpoint, training_history
 
-        model = MNISTClassifier.load(checkpoint)
+        saved = read_checkpoint(checkpoint)
+        network = network_from(saved, checkpoint)
         test_split = read_test_split(config.data.root, config.data.download)
     except UserError:
         remove_new_dir(out_dir, parents=1)
         raise
-    evaluator = Evaluator(model, test_split, batch_size=config.data.eval_batch_size)
-    history = model.history if model.history["epoch"] else None
-    written = write_report(evaluator, out_dir, history=history)
+    evaluator = Evaluator(network, test_split, batch_size=config.data.eval_batch_size)
+    written = write_report(evaluator, out_dir, history=training_history(saved))
     metrics = evaluator.evaluate()
     print(format_summary(metrics, evaluator.evaluate_per_class()))
     print(f"\nreport written to {out_dir}: {', '.join(path.name for path in written)}")

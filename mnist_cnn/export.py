@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 from mnist_cnn.cli import hydra_command
 from mnist_cnn.config import ExportConfig, validate
 from mnist_cnn.errors import ConfigError, missing_extra
+from mnist_cnn.onnx import INPUT_NAME, OUTPUT_NAME
 from mnist_cnn.weights.resolve import resolve_checkpoint
 
 
@@ -26,13 +27,10 @@ def main(cfg: DictConfig) -> None:
         import onnxscript  # noqa: F401  (torch's ONNX exporter needs it)
     except ImportError as error:
         raise missing_extra("format=onnx", error) from None
-    from mnist_cnn.inference.onnx import INPUT_NAME, OUTPUT_NAME, export_onnx  # torch: only once there is work
-    from mnist_cnn.weights.checkpoints import load_network
+    from mnist_cnn.onnx.export import export_checkpoint  # torch: only once there is work
 
-    checkpoint = resolve_checkpoint(config.ckpt_path)
-    network = load_network(checkpoint)
-    output = Path(config.output or f"{checkpoint.stem}.onnx")
-    export_onnx(network, output, config.opset)
+    output = Path(config.output) if config.output is not None else None
+    output = export_checkpoint(resolve_checkpoint(config.ckpt_path), output, config.opset)
     print(
         f"wrote {output} ({output.stat().st_size / 1e6:.2f} MB): input {INPUT_NAME!r} (N, 1, 28, 28) float32 "
         f"normalised, output {OUTPUT_NAME!r} (N, 10) logits"

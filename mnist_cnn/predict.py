@@ -68,11 +68,10 @@ def predict_files(config: PredictConfig) -> list[Row]:
     import torch
 
     from mnist_cnn.inference.classify import classify
-    from mnist_cnn.inference.images import IMAGE_SUFFIXES, image_files, to_mnist
+    from mnist_cnn.preprocess.images import IMAGE_SUFFIXES, image_files, to_mnist
     from mnist_cnn.weights.checkpoints import load_network
 
-    # channels_last: NHWC convolutions are faster on CPUs (see MNISTClassifier)
-    model = load_network(resolve_checkpoint(config.ckpt_path)).to(memory_format=torch.channels_last)
+    model = load_network(resolve_checkpoint(config.ckpt_path))
     patterns = [config.inputs] if isinstance(config.inputs, str) else list(config.inputs)
     rows, pixels = [], []
     for pattern in patterns:

@@ -66,7 +66,7 @@ def main(cfg: DictConfig) -> None:
     listening = listen(config.host, config.port)
     from mnist_cnn.inference.backends import load_classifier  # torch: only once there is work
     from mnist_cnn.inference.classify import uncertainty_threshold
-    from mnist_cnn.inference.server import create_app, run
+    from mnist_cnn.serving.server import create_app, run
     from mnist_cnn.weights.checkpoints import load_network
 
     network = load_network(checkpoint)

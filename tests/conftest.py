@@ -89,10 +89,10 @@ class Digit(NamedTuple):
 def confident_digits() -> list[Digit]:
     """Digits that the most accurate shipped model classifies right, with probability > 0.99, from their PNG: real
     test digits when the real MNIST files are present, else the ten digits written in Pillow's default font."""
-    from mnist_cnn.bench.serving import paper_png
+    from benchmarks.drawing import paper_png
     from mnist_cnn.data.files import read_test_split
-    from mnist_cnn.inference.classify import predict_images
-    from mnist_cnn.inference.images import to_mnist
+    from mnist_cnn.inference.predict import predict_images
+    from mnist_cnn.preprocess.images import to_mnist
     from mnist_cnn.weights.checkpoints import load_network
     from mnist_cnn.weights.manifest import most_accurate
     from mnist_cnn.weights.resolve import resolve_checkpoint

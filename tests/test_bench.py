@@ -13,7 +13,7 @@ import torch
 from conftest import write_fake_mnist
 from helpers.cli import run_command
 
-from mnist_cnn.models import count_parameters, create_model, model_names
+from mnist_cnn.models import build_model, count_parameters, model_names
 
 
 @pytest.mark.slow  # each measurement is a fresh process
@@ -21,7 +21,7 @@ def test_bench_compares_the_three_pipelines_and_writes_json(tmp_path: Path) -> N
     root = write_fake_mnist(tmp_path / "data", num_train=5_300)  # room for the 5,000-image validation split
     out = tmp_path / "bench.json"
     args = ("--root", str(root), "--images", "128", "--batch-size", "64", "--repeats", "2", "--json", str(out))
-    result = run_command("mnist_cnn.bench", *args, cwd=tmp_path)
+    result = run_command("benchmarks", *args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     (row,) = json.loads(out.read_text())
     assert row["model"] == "lenet5" and row["batch_size"] == 64 and row["accelerator"] == "cpu"
@@ -42,7 +42,7 @@ def test_bench_compares_the_three_pipelines_and_writes_json(tmp_path: Path) -> N
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_bench_on_a_gpu_is_refused_clearly_without_one(tmp_path: Path) -> None:
-    result = run_command("mnist_cnn.bench", "--accelerator", "gpu", cwd=tmp_path)
+    result = run_command("benchmarks", "--accelerator", "gpu", cwd=tmp_path)
     assert result.returncode == 2
     assert "--accelerator gpu: PyTorch sees no CUDA GPU here" in result.stderr and "Traceback" not in result.stderr
 
@@ -53,9 +53,7 @@ def test_bench_serve_reports_latency_and_throughput_with_batching_on_and_off(fak
         pytest.importorskip(module, reason='needs the serve extra: pip install -e ".[serve]"')
     out = tmp_path / "serve.json"
     args = ("--serve", "lenet5", "--backends", "torch", "--root", str(fake_root), "--json", str(out))
-    result = run_command(
-        "mnist_cnn.bench", *args, "--latency-requests", "5", "--throughput-requests", "64", cwd=tmp_path
-    )
+    result = run_command("benchmarks", *args, "--latency-requests", "5", "--throughput-requests", "64", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     rows = json.loads(out.read_text())
     assert [(row["backend"], row["batching"], row["max_batch_size"]) for row in rows] == [
@@ -76,7 +74,7 @@ def test_bench_without_the_keras_extra_names_the_install_command(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(sys.modules, "tensorflow", None)  # import tensorflow fails, as where it is not installed
-    result = run_command("mnist_cnn.bench", "--pipelines", "cd", cwd=tmp_path)
+    result = run_command("benchmarks", "--pipelines", "cd", cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         "error: the bench's pipeline (d), Keras on TensorFlow needs a package that is not installed (tensorflow): "
@@ -86,12 +84,12 @@ def test_bench_without_the_keras_extra_names_the_install_command(
 
 def test_keras_models_have_the_layers_and_parameter_counts_of_ours() -> None:
     pytest.importorskip("keras", reason='needs the keras extra: pip install "mnist_cnn[keras]"')
-    from mnist_cnn.bench.keras import build, import_keras, trainable_parameters
+    from benchmarks.keras import build, import_keras, trainable_parameters
 
     keras = import_keras(threads=1)
     for name in model_names():
         model = build(name, keras)
-        assert trainable_parameters(model) == count_parameters(create_model(name)), name
+        assert trainable_parameters(model) == count_parameters(build_model(name)), name
         assert model.output_shape == (None, 10) and model.input_shape == (None, 28, 28, 1)
 
 
@@ -101,7 +99,7 @@ def test_bench_compares_this_project_with_keras_and_reports_augmentation_cost(tm
     root = write_fake_mnist(tmp_path / "data", num_train=5_300)
     out = tmp_path / "bench.json"
     args = ("--root", str(root), "--pipelines", "cde", "--images", "128", "--batch-size", "64", "--repeats", "1")
-    result = run_command("mnist_cnn.bench", *args, "--threads", "1", "--no-inference", "--json", str(out), cwd=tmp_path)
+    result = run_command("benchmarks", *args, "--threads", "1", "--no-inference", "--json", str(out), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     (row,) = json.loads(out.read_text())
     for pipeline in "cde":
@@ -117,7 +115,7 @@ def test_profile_lists_the_operators_of_both_stacks(tmp_path: Path) -> None:
     root = write_fake_mnist(tmp_path / "data", num_train=5_300)
     out = tmp_path / "profile.json"
     args = ("--profile", "--root", str(root), "--pipelines", "cd", "--images", "64", "--batch-size", "32")
-    result = run_command("mnist_cnn.bench", *args, "--repeats", "1", "--threads", "1", "--json", str(out), cwd=tmp_path)
+    result = run_command("benchmarks", *args, "--repeats", "1", "--threads", "1", "--json", str(out), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     (row,) = json.loads(out.read_text())
     operators = {pipeline: {name: ms for name, _, ms in row[pipeline]["operators"]} for pipeline in "cd"}
@@ -133,7 +131,7 @@ def test_profile_lists_the_operators_of_both_stacks(tmp_path: Path) -> None:
 def test_bench_overhead_times_the_plain_loop_the_trainer_alone_and_the_project(real_root: Path, tmp_path: Path) -> None:
     out = tmp_path / "overhead.json"
     arguments = ("--overhead", "--repeats", "1", "--root", str(real_root), "--json", str(out))
-    result = run_command("mnist_cnn.bench", *arguments, cwd=tmp_path)
+    result = run_command("benchmarks", *arguments, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     figures = json.loads(out.read_text())
     assert all(figures[f"{path}_runs"] == [figures[f"{path}_ms"]] > [0] for path in ("plain", "trainer", "project"))
@@ -159,7 +157,7 @@ def test_bench_speedrun_reports_each_seed_and_the_means(tmp_path: Path) -> None:
         "--json",
         str(out),
     )
-    result = run_command("mnist_cnn.bench", *args, cwd=tmp_path)
+    result = run_command("benchmarks", *args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     results = json.loads(out.read_text())
     assert results["recipe"] == "speedrun_cpu" and [run["seed"] for run in results["runs"]] == [1, 2]

@@ -24,6 +24,38 @@ def test_a_setting_given_without_its_group_is_pointed_to_its_group(override: str
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("data.degrade_prob=0.5", "data.degrade.probability"),
+        ("data.rotation_degrees=5", "data.augment.rotation_degrees"),
+    ],
+)
+def test_a_data_option_of_the_former_flat_keys_is_pointed_to_its_key_now(
+    override: str, key: str, tmp_path: Path
+) -> None:
+    finished = run_command("mnist_cnn.train", override, cwd=tmp_path)
+    former = override.partition("=")[0]
+    assert (finished.returncode, finished.stderr) == (2, f"error: {former} is now {key}: give {key}=... instead\n")
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("data.augment=false", "data.augment=false is now data.augment=null"),
+        (
+            "data.augment=true",
+            "data.augment=true is now the default: leave data.augment out, or set data.augment.<setting>=...",
+        ),
+    ],
+)
+def test_the_former_augmentation_switch_is_pointed_to_what_says_the_same_now(
+    override: str, message: str, tmp_path: Path
+) -> None:
+    finished = run_command("mnist_cnn.train", override, cwd=tmp_path)
+    assert (finished.returncode, finished.stderr) == (2, f"error: {message}\n")
+
+
 def test_evaluate_says_the_checkpoint_names_the_model_when_given_model(tmp_path: Path) -> None:
     finished = run_command("mnist_cnn.evaluate", "ckpt_path=lenet5", "model=simple_cnn", cwd=tmp_path)
     assert finished.returncode == 2 and "+model" not in finished.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import re
@@ -13,6 +14,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ValidationError
 
+from mnist_cnn import Augmentation, Corruption, Degradation
 from mnist_cnn.config import RULES, TrainConfig, compose_config, validate
 from mnist_cnn.errors import ConfigError
 from mnist_cnn.resources import CONF_DIR
@@ -39,7 +41,7 @@ def _config_with(key: str) -> str:
 def test_defaults_are_the_original_keras_projects() -> None:
     cfg = validate(compose_config("model=resnet"))
     assert isinstance(cfg, TrainConfig)
-    assert (cfg.data.batch_size, cfg.data.augment, cfg.trainer["max_epochs"]) == (64, True, 20)
+    assert (cfg.data.batch_size, cfg.data.augment, cfg.trainer["max_epochs"]) == (64, Augmentation(), 20)
     assert cfg.optimizer == {"_target_": "torch.optim.Adam", "lr": 0.001, "weight_decay": 0.0001}
     assert cfg.scheduler == {"_target_": "torch.optim.lr_scheduler.StepLR", "step_size": 5, "gamma": 0.5}
     assert cfg.callbacks["checkpoint"]["monitor"] == "val_acc" and cfg.callbacks["checkpoint"]["save_top_k"] == 1
@@ -189,6 +191,24 @@ def test_every_range_checked_key_is_a_setting_of_a_command_and_refuses_a_bad_val
     config = "train" if overrides else _config_with(key)
     with pytest.raises(ConfigError, match=rf"^{re.escape(key)}=(-5|-5\.0|'-5') is not allowed: use "):
         validate(compose_config(*overrides, f"{key}=-5", *REQUIRED[config], config=config))
+
+
+@pytest.mark.parametrize(
+    ("group", "options", "name"),
+    [
+        (group, options, item.name)
+        for group, options in (("augment", Augmentation), ("degrade", Degradation), ("corrupt", Corruption))
+        for item in dataclasses.fields(options)
+    ],
+)
+def test_every_augmentation_option_refuses_a_bad_value_by_its_key_and_when_made(
+    group: str, options: type, name: str
+) -> None:
+    key = f"data.{group}.{name}"
+    with pytest.raises(ConfigError, match=rf"^{re.escape(key)}=(-5|-5\.0) is not allowed: use "):
+        validate(compose_config(f"{key}=-5"))
+    with pytest.raises(ConfigError, match=rf"^{name}=-5 is not allowed: use "):  # in a notebook, by its field
+        options(**{name: -5})
 
 
 def test_a_required_value_left_out_is_named_with_what_to_give() -> None:

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from mnist_cnn.data.corrupt import CORRUPTIONS, KINDS, random_corruption
+from mnist_cnn.data.options import Corruption
 from mnist_cnn.data.pixels import ink_is_dark, standardize
 
 
@@ -25,12 +26,12 @@ def digits() -> torch.Tensor:
 
 
 def test_no_corruption_leaves_the_batch_itself(digits: torch.Tensor) -> None:
-    assert random_corruption(digits, 0.0) is digits
-    assert random_corruption(digits, 0.01) is digits  # round(0.01 * 16) = 0 images
+    assert random_corruption(digits, Corruption(0.0)) is digits
+    assert random_corruption(digits, Corruption(0.01)) is digits  # round(0.01 * 16) = 0 images
 
 
 def test_the_batch_s_last_share_is_corrupted_and_the_rest_left_alone(digits: torch.Tensor) -> None:
-    out = random_corruption(digits, 0.5)
+    out = random_corruption(digits, Corruption(0.5))
     changed = (out != digits).flatten(1).any(dim=1)
     assert changed[8:].all() and not changed[:8].any()
     assert out.min() >= 0 and out.max() <= 1 and out.shape == digits.shape

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import lightning as L
@@ -12,15 +13,17 @@ from mnist_cnn.data.augment import (
     affine_grid,
     blurred,
     elastic_displacement,
-    maximum_filter,
     random_degradation,
     random_distortion,
     rescanned,
 )
 from mnist_cnn.data.datamodule import MNISTDataModule
 from mnist_cnn.data.files import FILES, ensure_mnist, load_mnist, read_splits, read_test_split, resolve_root
-from mnist_cnn.data.pixels import MEAN, STD, image_batch, model_input, normalize, prepared
+from mnist_cnn.data.options import Augmentation, Degradation
+from mnist_cnn.data.pixels import MEAN, STD, image_batch, maximum_filter, model_input, normalize, prepared
 from mnist_cnn.errors import ConfigError, MNISTDataError
+
+NO_AFFINE = Augmentation(rotation_degrees=0.0, shift_fraction=0.0, zoom_fraction=0.0)
 
 
 def test_root_comes_from_argument_then_environment_then_cwd(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -157,9 +160,8 @@ def test_training_batches_are_augmented_per_image(fake_root: Path) -> None:
 
 
 def test_elastic_warp_alone_distorts_training_batches(fake_root: Path) -> None:
-    no_affine = {"rotation_degrees": 0.0, "shift_fraction": 0.0, "zoom_fraction": 0.0}
     for alpha, changed in [(0.0, False), (34.0, True)]:
-        datamodule, trainer = _datamodule(fake_root, elastic_alpha=alpha, **no_affine)
+        datamodule, trainer = _datamodule(fake_root, augment=replace(NO_AFFINE, elastic_alpha=alpha))
         trainer.training = True
         images = datamodule.datasets["train"].images[:4]
         out, _ = datamodule.on_after_batch_transfer((images, torch.zeros(4)), 0)
@@ -167,7 +169,7 @@ def test_elastic_warp_alone_distorts_training_batches(fake_root: Path) -> None:
 
 
 def test_augmentation_can_be_switched_off(fake_root: Path) -> None:
-    datamodule, trainer = _datamodule(fake_root, augment=False)
+    datamodule, trainer = _datamodule(fake_root, augment=None)
     trainer.training = True
     images = datamodule.datasets["train"].images[:4]
     out, _ = datamodule.on_after_batch_transfer((images, torch.zeros(4)), 0)
@@ -183,13 +185,13 @@ def test_affine_grid_matches_torch(height: int, width: int) -> None:
 
 def test_random_distortion_without_range_is_the_identity() -> None:
     images = torch.rand(3, 1, 28, 28)
-    assert torch.allclose(random_distortion(images, 0.0, 0.0, 0.0), images, atol=1e-5)
+    assert torch.allclose(random_distortion(images, NO_AFFINE), images, atol=1e-5)
 
 
 def test_random_distortion_shift_moves_ink_by_up_to_the_range() -> None:
     images = torch.zeros(64, 1, 28, 28)
     images[:, :, 12:16, 12:16] = 1.0
-    moved = random_distortion(images, max_degrees=0.0, max_shift=0.1, max_zoom=0.0)
+    moved = random_distortion(images, replace(NO_AFFINE, shift_fraction=0.1))
     columns = torch.arange(28.0)
     centre_x = (moved.sum(dim=(1, 2)) * columns).sum(dim=1) / moved.sum(dim=(1, 2, 3))
     assert (centre_x - 13.5).abs().max() <= 0.1 * 28 + 0.5
@@ -227,10 +229,11 @@ def _strokes(count: int = 64) -> torch.Tensor:
 
 def test_degradation_touches_only_the_drawn_share_of_images() -> None:
     images = _strokes(400)
-    assert torch.equal(random_degradation(images, 0.0, noise_std=0.5), images)
-    assert torch.equal(random_degradation(images, 1.0), images)  # every option at its default: nothing to do
+    assert torch.equal(random_degradation(images, Degradation(0.0, noise_std=0.5)), images)
+    # every option at its default: nothing to do
+    assert torch.equal(random_degradation(images, Degradation(1.0)), images)
     torch.manual_seed(0)
-    out = random_degradation(images, 0.3, noise_std=0.2)
+    out = random_degradation(images, Degradation(0.3, noise_std=0.2))
     changed = (out != images).flatten(1).any(dim=1).float().mean()
     assert 0.22 < changed < 0.38
 
@@ -238,7 +241,7 @@ def test_degradation_touches_only_the_drawn_share_of_images() -> None:
 def test_stroke_width_thickens_and_thins_by_up_to_one_pixel() -> None:
     images = _strokes(256)
     torch.manual_seed(0)
-    out = random_degradation(images, 1.0, stroke_width=1.0)
+    out = random_degradation(images, Degradation(1.0, stroke_width=1.0))
     ink = out.sum(dim=(1, 2, 3)) / images[0].sum()
     assert ink.min() < 0.6 and ink.max() > 1.6  # some strokes much thinner, some much thicker
     assert (out <= maximum_filter(images) + 1e-6).all()  # never more than one pixel beyond the strokes
@@ -250,7 +253,7 @@ def test_min_resolution_blurs_fine_detail_like_a_low_resolution_scan() -> None:
     torch.manual_seed(0)
     out = rescanned(checkerboard, 8)  # each image at 8-28 pixels: only those drawn at 28 keep 1-pixel detail
     assert (out.std(dim=(1, 2, 3)) < 0.9 * checkerboard.std()).float().mean() > 0.8
-    assert torch.equal(random_degradation(checkerboard, 1.0, min_resolution=28), checkerboard)
+    assert torch.equal(random_degradation(checkerboard, Degradation(1.0, min_resolution=28)), checkerboard)
 
 
 def test_blur_spreads_each_image_by_its_own_sigma_keeping_the_ink() -> None:
@@ -267,7 +270,7 @@ def test_blur_spreads_each_image_by_its_own_sigma_keeping_the_ink() -> None:
 def test_contrast_lifts_the_background_and_squeezes_the_range() -> None:
     images = _strokes(256)
     torch.manual_seed(0)
-    out = random_degradation(images, 1.0, contrast=0.5)
+    out = random_degradation(images, Degradation(1.0, contrast=0.5))
     background, ink = out[:, 0, 0, 0], out[:, 0, 14, 14]
     assert background.min() >= 0 and background.max() > 0.25 and (ink <= 1).all()
     assert ((ink - background) >= 0.5 - 1e-6).all() and (ink - background).min() < 0.6
@@ -276,18 +279,17 @@ def test_contrast_lifts_the_background_and_squeezes_the_range() -> None:
 def test_noise_is_gaussian_up_to_its_std_and_impulses_flip_pixels_to_black_or_white() -> None:
     grey = torch.full((256, 1, 28, 28), 0.5)
     torch.manual_seed(0)
-    noisy = random_degradation(grey, 1.0, noise_std=0.2)
+    noisy = random_degradation(grey, Degradation(1.0, noise_std=0.2))
     stds = noisy.std(dim=(1, 2, 3))
     assert stds.max() < 0.2 * 1.1 and stds.min() < 0.02 and (noisy - 0.5).abs().mean() > 0.02
-    salted = random_degradation(grey, 1.0, impulse_fraction=0.2)
+    salted = random_degradation(grey, Degradation(1.0, impulse_fraction=0.2))
     flipped = (salted != 0.5).float().mean(dim=(1, 2, 3))
     assert set(salted.unique().tolist()) <= {0.0, 0.5, 1.0}
     assert flipped.max() <= 0.2 * 1.15 and flipped.min() < 0.02
 
 
 def test_training_batches_are_degraded_when_asked_evaluation_batches_never(fake_root: Path) -> None:
-    no_affine = {"rotation_degrees": 0.0, "shift_fraction": 0.0, "zoom_fraction": 0.0}
-    datamodule, trainer = _datamodule(fake_root, degrade_prob=1.0, noise_std=0.3, **no_affine)
+    datamodule, trainer = _datamodule(fake_root, augment=NO_AFFINE, degrade=Degradation(1.0, noise_std=0.3))
     images = datamodule.datasets["train"].images[:64]
     trainer.training = True
     out, _ = datamodule.on_after_batch_transfer((images, torch.zeros(64)), 0)

@@ -1,7 +1,7 @@
 """Every command the documentation shows still works with today's configs and parsers.
 
-Each ``python -m mnist_cnn.<command> ...`` (or ``mnist-<command> ...``) in README.md and docs/*.md, in a shell code
-block or in inline code, is checked in this process: a Hydra command's overrides are composed with
+Each ``python -m mnist_cnn.<command> ...`` (or ``mnist-<command> ...``, or ``python -m benchmarks ...``) in README.md
+and docs/*.md, in a shell code block or in inline code, is checked in this process: a Hydra command's overrides are composed with
 ``compose_config`` and validated as the command would (for ``train``: the model options and every component's
 arguments too); an argparse command's arguments are parsed by its own parser. A sweep (``a=1,2``, ``choice(...)``,
 ``interval(...)``) is checked with its first value; a ``<placeholder>`` stands for any string.
@@ -31,7 +31,9 @@ from mnist_cnn.errors import ConfigError
 from mnist_cnn.resources import CONF_DIR
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
-COMMAND = re.compile(r"python -m mnist_cnn\.\w+|\bmnist-\w+ +\S")  # a console script's bare name is prose
+COMMAND = re.compile(
+    r"python -m (mnist_cnn\.\w+|benchmarks\b)|\bmnist-\w+ +\S"
+)  # a console script's bare name is prose
 SHELL_FENCES = ("", "bash", "sh", "shell", "console")
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.DOTALL | re.MULTILINE)
 INLINE = re.compile(r"`([^`\n]+)`")
@@ -82,11 +84,13 @@ def documented_commands(path: Path, root: Path = REPO) -> list[tuple[str, str]]:
 
 
 def command_and_arguments(line: str) -> tuple[str, list[str]]:
-    """``("train", [arguments])`` of the first command on a shell ``line``, placeholders filled in."""
+    """``("train", [arguments])`` of the first command on a shell ``line`` (``"benchmarks"`` for the checkout's
+    benchmarks), placeholders filled in."""
     tokens = shlex.split(PLACEHOLDER.sub("x", line), comments=True)
     for index, token in enumerate(tokens):
-        if token == "-m" and index + 1 < len(tokens) and tokens[index + 1].startswith("mnist_cnn."):
-            name, rest = tokens[index + 1].removeprefix("mnist_cnn."), tokens[index + 2 :]
+        module = tokens[index + 1] if token == "-m" and index + 1 < len(tokens) else ""
+        if module.startswith("mnist_cnn.") or module == "benchmarks":
+            name, rest = module.removeprefix("mnist_cnn."), tokens[index + 2 :]
             break
         if token.startswith("mnist-"):
             name, rest = token.removeprefix("mnist-"), tokens[index + 1 :]
@@ -136,18 +140,23 @@ def check_hydra_command(name: str, arguments: tuple[str, ...]) -> None:
         validate(cfg)
 
 
+def module_name(name: str) -> str:
+    """The module ``python -m`` runs for the command ``name``."""
+    return name if name == "benchmarks" else f"mnist_cnn.{name}"
+
+
 def check_argparse_command(name: str, arguments: list[str]) -> None:
-    module = importlib.import_module(f"mnist_cnn.{name}.__main__" if name == "bench" else f"mnist_cnn.{name}")
-    assert hasattr(module, "build_parser"), f"mnist_cnn.{name} has neither conf/{name}.yaml nor build_parser()"
+    module = importlib.import_module("benchmarks.__main__" if name == "benchmarks" else f"mnist_cnn.{name}")
+    assert hasattr(module, "build_parser"), f"{module_name(name)} has neither conf/{name}.yaml nor build_parser()"
     try:
         args = module.build_parser().parse_args(arguments)
     except SystemExit as exit:
-        assert exit.code == 0, f"python -m mnist_cnn.{name} refuses {shlex.join(arguments)} (see stderr)"
+        assert exit.code == 0, f"python -m {module_name(name)} refuses {shlex.join(arguments)} (see stderr)"
         return  # --help
-    if name == "bench":
+    if name == "benchmarks":
         unknown = set(args.models.split(",")) - set(list_models())
         assert not unknown, f"--models names no registered model: {', '.join(sorted(unknown))}"
-        from mnist_cnn.bench.epoch import PIPELINES
+        from benchmarks.epoch import PIPELINES
 
         assert set(args.pipelines) <= set(PIPELINES), f"--pipelines {args.pipelines}: only {''.join(PIPELINES)} exist"
 
@@ -155,7 +164,7 @@ def check_argparse_command(name: str, arguments: list[str]) -> None:
 def check(line: str) -> None:
     """Fail unless the command ``line`` shows would be accepted by its command today."""
     name, arguments = command_and_arguments(line)
-    assert importlib.util.find_spec(f"mnist_cnn.{name}") is not None, f"there is no command mnist_cnn.{name}"
+    assert importlib.util.find_spec(module_name(name)) is not None, f"there is no command {module_name(name)}"
     if (CONF_DIR / f"{name}.yaml").is_file():
         check_hydra_command(name, tuple(arguments))
     else:
@@ -174,7 +183,7 @@ def test_documented_command_is_accepted(line: str) -> None:
 
 def test_the_readme_shows_every_command() -> None:
     shown = {command_and_arguments(line)[0] for where, line in COMMANDS if where.startswith("README.md")}
-    assert {"train", "evaluate", "predict", "export", "pretrained", "bench"} <= shown
+    assert {"train", "evaluate", "predict", "export", "pretrained", "benchmarks"} <= shown
     assert len(COMMANDS) >= 50  # the docs pages are read too
 
 
@@ -208,9 +217,8 @@ def test_the_readme_shows_every_command() -> None:
          "ckpt_path is required: give a shipped model name"),
         ("python -m mnist_cnn.predict inputs=a.png top_k=11", ConfigError,
          "top_k=11 is not allowed: use a whole number in [1, 10]"),
-        ("python -m mnist_cnn.bench --modelz lenet5", AssertionError,
-         "python -m mnist_cnn.bench refuses --modelz lenet5"),
-        ("python -m mnist_cnn.bench --models lenet6", AssertionError, "--models names no registered model: lenet6"),
+        ("python -m benchmarks --modelz lenet5", AssertionError, "python -m benchmarks refuses --modelz lenet5"),
+        ("python -m benchmarks --models lenet6", AssertionError, "--models names no registered model: lenet6"),
         ("python -m mnist_cnn.pretrained publish <run> --checkpoint final", AssertionError,
          "python -m mnist_cnn.pretrained refuses publish x --checkpoint final"),
         ("python -m mnist_cnn.nothing", AssertionError, "there is no command mnist_cnn.nothing"),

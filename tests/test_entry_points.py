@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from helpers.cli import environment
 
-from mnist_cnn.inference.images import draw_on_paper
+from benchmarks.drawing import draw_on_paper
 from mnist_cnn.weights.manifest import read_manifest
 
 pytestmark = pytest.mark.slow

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from helpers.cli import run_command
+from helpers.imports import refusing_imports
 
 from mnist_cnn import Evaluator, MNISTClassifier, read_test_split
 from mnist_cnn.data.files import FILES
@@ -32,6 +33,14 @@ def test_scores_a_run_on_the_test_split_and_writes_the_report(
     assert metrics == pytest.approx({"num_images": 200, **expected})
     assert f"accuracy       {metrics['accuracy']:.4f}" in result.stdout
     assert f"report written to {out_dir.resolve()}: metrics.json" in result.stdout
+
+
+def test_evaluating_never_imports_lightning(trained_run: Path, fake_root: Path, tmp_path: Path) -> None:
+    with refusing_imports("lightning") as asked:
+        result = run_command("mnist_cnn.evaluate", f"ckpt_path={trained_run}", cwd=tmp_path, data_root=fake_root)
+    assert result.returncode == 0, result.stderr
+    assert asked == []
+    assert "training_history.png" in {path.name for path in tmp_path.glob("evaluations/*/*")}  # from the checkpoint
 
 
 def test_a_shipped_model_is_evaluated_by_name_from_the_test_files_alone(fake_root: Path, tmp_path: Path) -> None:

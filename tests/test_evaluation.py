@@ -43,6 +43,21 @@ def evaluator(model: MNISTClassifier, fake_root: Path) -> Evaluator:
     return Evaluator(model, MNISTDataModule(root=str(fake_root), val_size=100), batch_size=64)
 
 
+def test_a_data_module_is_read_without_being_set_up(model: MNISTClassifier, fake_root: Path) -> None:
+    datamodule = MNISTDataModule(root=str(fake_root), val_size=100)
+    evaluator = Evaluator(model, datamodule, batch_size=64)
+    assert datamodule.datasets == {} and len(evaluator.labels) == 200  # the caller's data module is left as it was
+    arrays = MNISTDataModule.from_arrays(np.zeros((4, 28, 28), np.uint8), [0, 1, 2, 3])
+    with pytest.raises(ValueError, match=re.escape("no test arrays: pass test=(x_test, y_test) to MNISTDataModule")):
+        Evaluator(model, arrays)
+
+
+def test_logits_given_are_used_instead_of_running_the_model(evaluator: Evaluator) -> None:
+    given = Evaluator(None, (evaluator.images, evaluator.labels), logits=evaluator.logits.flip(1))
+    assert given.evaluate_per_class()["support"].sum() == 200
+    assert torch.equal(given.predictions, evaluator.logits.flip(1).argmax(dim=1))
+
+
 def test_support_sums_to_test_size_and_diagonal_gives_accuracy(evaluator: Evaluator) -> None:
     per_class, counts = evaluator.evaluate_per_class(), evaluator.confusion_matrix()
     assert list(per_class.index) == DIGITS and per_class["support"].sum() == 200 == counts.sum()

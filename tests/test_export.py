@@ -9,16 +9,21 @@ import numpy as np
 import pytest
 import torch
 from helpers.cli import run_command
+from helpers.imports import refusing_imports
 
 from mnist_cnn import normalize, read_test_split
 from mnist_cnn.weights.checkpoints import load_network
 
 
-def test_onnx_logits_match_pytorch(trained_run: Path, fake_root: Path, tmp_path: Path) -> None:
+def test_onnx_logits_match_pytorch_and_exporting_never_imports_lightning(
+    trained_run: Path, fake_root: Path, tmp_path: Path
+) -> None:
     ort = pytest.importorskip("onnxruntime", reason='needs the export extra: pip install -e ".[export]"')
     pytest.importorskip("onnxscript", reason='needs the export extra: pip install -e ".[export]"')
-    result = run_command("mnist_cnn.export", f"ckpt_path={trained_run}", "output=digits.onnx", cwd=tmp_path)
+    with refusing_imports("lightning") as asked:
+        result = run_command("mnist_cnn.export", f"ckpt_path={trained_run}", "output=digits.onnx", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    assert asked == []
     assert result.stdout.startswith("wrote digits.onnx (")
     images, _ = read_test_split(fake_root)
     inputs = normalize(images[:100])
@@ -28,6 +33,14 @@ def test_onnx_logits_match_pytorch(trained_run: Path, fake_root: Path, tmp_path:
     for batch in (inputs, inputs[:1]):  # the batch dimension is dynamic
         (logits,) = runtime.run(None, {"images": batch.numpy()})
         np.testing.assert_allclose(logits, expected[: len(batch)], atol=1e-4, rtol=0)
+
+
+def test_a_run_directory_is_exported_as_its_model_s_name(trained_run: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnxscript", reason='needs the export extra: pip install -e ".[export]"')
+    result = run_command("mnist_cnn.export", f"ckpt_path={trained_run}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("wrote lenet5.onnx (")  # the model's name, not the checkpoint's (best.ckpt)
+    assert [path.name for path in tmp_path.iterdir()] == ["lenet5.onnx"]
 
 
 def test_bad_output_name_is_refused(tmp_path: Path) -> None:

@@ -22,7 +22,10 @@ from mnist_cnn.training.run import build_trainer
 RAISE_MMAP_THRESHOLD = ("mallopt", -3, 2**30)  # blocks under 1 GiB come from the heap
 RAISE_MMAP_THRESHOLD_TO_MAX = ("mallopt", -3, 32 * 2**20)  # mallopt(3)'s documented maximum on 64-bit
 RAISE_TRIM_THRESHOLD = ("mallopt", -1, 2**31 - 1)  # the heap shrinks only when 2 GiB at its top are free
+DEFAULT_MMAP_THRESHOLD = ("mallopt", -3, 128 * 1024)  # mallopt(3)'s default of both
+DEFAULT_TRIM_THRESHOLD = ("mallopt", -1, 128 * 1024)
 TRIM = ("malloc_trim", 0)
+RELEASE = [DEFAULT_MMAP_THRESHOLD, DEFAULT_TRIM_THRESHOLD, TRIM]
 
 
 class RecordingLibc:
@@ -61,18 +64,39 @@ def libc(monkeypatch: pytest.MonkeyPatch) -> RecordingLibc:
     return recording
 
 
-def test_fitting_raises_the_thresholds_before_the_first_step_and_hands_free_memory_back_at_the_end(
-    libc: RecordingLibc,
-) -> None:
-    probe = CallsAtFirstStep(libc)
+def _fit(*callbacks: L.Callback) -> None:
     trainer = L.Trainer(
         accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, callbacks=[KeepFreedMemory(), probe],
+        enable_model_summary=False, callbacks=[KeepFreedMemory(), *callbacks],
     )  # fmt: skip
     data = TensorDataset(torch.randn(64, 1, 28, 28), torch.randint(0, 10, (64,)))
     trainer.fit(MNISTClassifier("lenet5"), DataLoader(data, batch_size=32))
+
+
+def test_fitting_raises_the_thresholds_before_the_first_step_and_sets_them_back_at_the_end(
+    libc: RecordingLibc,
+) -> None:
+    probe = CallsAtFirstStep(libc)
+    _fit(probe)
     assert probe.seen == [RAISE_MMAP_THRESHOLD, RAISE_TRIM_THRESHOLD]
-    assert libc.calls == [RAISE_MMAP_THRESHOLD, RAISE_TRIM_THRESHOLD, TRIM]
+    assert libc.calls == [RAISE_MMAP_THRESHOLD, RAISE_TRIM_THRESHOLD, *RELEASE]
+
+
+class FailsAtFirstStep(L.Callback):
+    def on_train_batch_start(self, *args: object) -> None:
+        raise RuntimeError("the first step failed")
+
+
+def test_a_fit_that_fails_sets_the_thresholds_back_too(libc: RecordingLibc) -> None:
+    with pytest.raises(RuntimeError, match="the first step failed"):
+        _fit(FailsAtFirstStep())
+    assert libc.calls == [RAISE_MMAP_THRESHOLD, RAISE_TRIM_THRESHOLD, *RELEASE]
+
+
+def test_a_fit_that_changed_nothing_sets_nothing_back(libc: RecordingLibc) -> None:
+    libc.refused = (RAISE_MMAP_THRESHOLD, RAISE_MMAP_THRESHOLD_TO_MAX)
+    _fit()
+    assert libc.calls == [RAISE_MMAP_THRESHOLD, RAISE_MMAP_THRESHOLD_TO_MAX]
 
 
 def test_a_glibc_that_refuses_1_gib_gets_the_documented_maximum(libc: RecordingLibc) -> None:
@@ -98,7 +122,10 @@ def test_without_glibc_nothing_is_called(monkeypatch: pytest.MonkeyPatch) -> Non
     platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="this machine's C library is not glibc"
 )
 def test_this_machines_glibc_takes_the_thresholds() -> None:
-    assert keep_freed_memory() is True
+    try:
+        assert keep_freed_memory() is True
+    finally:
+        release_freed_memory()
 
 
 def test_the_trainer_of_python_m_mnist_cnn_train_keeps_freed_memory(tmp_path: Path) -> None:

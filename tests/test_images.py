@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import EpsImagePlugin, Image, ImageDraw
 
-from mnist_cnn.bench.corruptions import photograph
-from mnist_cnn.inference.classify import predict_images
-from mnist_cnn.inference.images import ImageError, image_files, open_grayscale, to_mnist
-from mnist_cnn.inference.ink import otsu_threshold
+from benchmarks.corruptions import photograph
+from mnist_cnn.inference.predict import predict_images
+from mnist_cnn.preprocess.images import ImageError, image_files, open_grayscale, to_mnist
+from mnist_cnn.preprocess.ink import otsu_threshold
 from mnist_cnn.weights.checkpoints import load_network
 from mnist_cnn.weights.manifest import most_accurate
 from mnist_cnn.weights.resolve import resolve_checkpoint

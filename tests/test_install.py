@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
+from benchmarks.drawing import draw_on_paper
 from mnist_cnn import read_test_split
-from mnist_cnn.inference.images import draw_on_paper
 
-SHIPPED = ("pyproject.toml", "README.md", "mnist_cnn", "conf", "checkpoints/pretrained")
+CLONED = ("pyproject.toml", "README.md", "mnist_cnn", "conf", "checkpoints/pretrained", "benchmarks", "tests")
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +44,7 @@ def _run(*command: str | Path, cwd: Path, env: dict[str, str] | None = None) -> 
 def venv(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(the built wheel, the python of a fresh venv with it installed)."""
     source, dist = tmp_path_factory.mktemp("source"), tmp_path_factory.mktemp("dist")
-    for name in SHIPPED:  # what a clean clone holds, without build output or local runs
+    for name in CLONED:  # what a clean clone holds, without build output or local runs
         copy = shutil.copytree if (REPO / name).is_dir() else shutil.copy
         copy(
             REPO / name,
@@ -74,9 +74,18 @@ def test_the_wheel_carries_every_package_the_configs_the_weights_and_the_serve_p
     weights = {f"mnist_cnn/checkpoints/pretrained/{path.name}" for path in (REPO / "checkpoints/pretrained").iterdir()
                if path.suffix in (".ckpt", ".json")}  # fmt: skip
     assert configs <= names and weights <= names
-    static = REPO / "mnist_cnn" / "inference" / "static"
-    page = {f"mnist_cnn/inference/static/{path.name}" for path in static.iterdir()}
+    static = REPO / "mnist_cnn" / "serving" / "static"
+    page = {f"mnist_cnn/serving/static/{path.name}" for path in static.iterdir()}
     assert len(page) == 5 and page <= names  # index.html, page.js, page.css; docs.html, docs.js
+
+
+def test_the_wheel_holds_no_benchmark_and_no_test_helper(venv: tuple[Path, Path]) -> None:
+    wheel, _ = venv
+    archive = zipfile.ZipFile(wheel)
+    folders = {name.split("/")[0] for name in archive.namelist()}
+    assert folders == {"mnist_cnn", f"{wheel.name.split('-py3')[0]}.dist-info"}  # no benchmarks/, no tests/
+    code = "".join(archive.read(name).decode() for name in archive.namelist() if name.endswith(".py"))
+    assert "draw_on_paper" not in code and "def running_server" not in code and "from benchmarks" not in code
 
 
 def test_the_installed_commands_work_from_any_directory(

@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from mnist_cnn import get_model_info, list_models, read_test_split
+from mnist_cnn import MNISTClassifier, create_model, get_model_info, list_models, read_test_split
 from mnist_cnn.data.pixels import normalize
-from mnist_cnn.models import count_parameters, create_model, model_names, register_model
+from mnist_cnn.models import count_parameters, model_names, register_model
 from mnist_cnn.models.layers import AvgPool2d, Flatten
 from mnist_cnn.weights.checkpoints import load_network, read_checkpoint
 from mnist_cnn.weights.manifest import read_manifest, verified_checkpoint
@@ -93,6 +93,27 @@ def test_bad_model_requests_are_refused_clearly(name: str, kwargs: dict, message
     with pytest.raises(ValueError) as error:
         create_model(name, **kwargs)
     assert message in str(error.value)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_PARAMETERS))
+def test_a_pretrained_model_is_the_shipped_network_in_eval_mode_with_its_threshold(name: str) -> None:
+    network = create_model(name, pretrained=True)
+    assert type(network).__module__ == f"mnist_cnn.models.{name}" and not network.training
+    assert network.uncertain_below == read_manifest()[name].uncertain_below
+    shipped = MNISTClassifier.from_pretrained(name)  # the notebook's LightningModule: the same weights
+    images = torch.rand(8, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(network(images), shipped(images), atol=1e-5, rtol=0)
+
+
+def test_a_pretrained_model_takes_only_the_shipped_models_options() -> None:
+    assert create_model("custom_cnn", pretrained=True, input_shape=(28, 28, 1), dropout_rate=0.3).training is False
+    with pytest.raises(ValueError) as error:
+        create_model("lenet5", pretrained=True, num_classes=5)
+    assert str(error.value) == (
+        "the shipped lenet5 weights fit another model than the one asked for: num_classes=5 (shipped: 10); "
+        "leave these out, or build a new model with pretrained=False"
+    )
 
 
 def test_register_model_refuses_a_duplicate_name() -> None:

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from mnist_cnn import MNISTClassifier, MNISTDataModule, read_splits
+from mnist_cnn import Augmentation, MNISTClassifier, MNISTDataModule, read_splits
 from mnist_cnn.data.pixels import normalize
 
 QUIET = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False, "enable_model_summary": False}
@@ -117,12 +117,12 @@ def test_from_arrays_augments_training_batches_with_the_mnist_options() -> None:
     pixels, labels = _digits(8)
     trainer = L.Trainer(accelerator="cpu", logger=False)
     trainer.training = True
-    for augment, changed in [(True, True), (False, False)]:
-        datamodule = MNISTDataModule.from_arrays(pixels, labels, augment=augment, rotation_degrees=30.0)
+    for augment, changed in [(Augmentation(rotation_degrees=30.0), True), (None, False)]:
+        datamodule = MNISTDataModule.from_arrays(pixels, labels, augment=augment)
         datamodule.trainer = trainer
         images = datamodule.datasets["train"].images
         out, _ = datamodule.on_after_batch_transfer((images, torch.from_numpy(labels)), 0)
-        assert datamodule.hparams.rotation_degrees == 30.0 and torch.equal(out, normalize(images)) is not changed
+        assert datamodule.augment == augment and torch.equal(out, normalize(images)) is not changed
 
 
 def test_from_arrays_holds_out_a_fixed_fraction_for_validation_or_takes_arrays() -> None:

@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 from conftest import decompression_bomb
 from helpers.cli import run_command
+from helpers.imports import refusing_imports
 from PIL import ImageFilter
 
+from benchmarks.drawing import draw_on_paper
 from mnist_cnn import Evaluator, MNISTClassifier, Predictions, read_splits
-from mnist_cnn.config import MAX_PIXELS
 from mnist_cnn.inference.classify import UNCERTAIN_BELOW
-from mnist_cnn.inference.images import draw_on_paper
+from mnist_cnn.preprocess import MAX_PIXELS
 from mnist_cnn.weights.checkpoints import load_network
 from mnist_cnn.weights.manifest import read_manifest
 from mnist_cnn.weights.resolve import resolve_checkpoint
@@ -56,6 +57,14 @@ def test_pretrained_simple_cnn_reads_rendered_test_digits(real_root: Path, shipp
     assert all(row["uncertain"] == (row["probability"] < threshold) for row in rows)
     assert sum(row["uncertain"] for row in wrong) >= len(wrong) / 2  # most mistakes are flagged
     assert sum(row["uncertain"] for row in right) <= 0.05 * len(right)  # few right answers on clean pages are
+
+
+def test_predicting_never_imports_lightning(tmp_path: Path) -> None:
+    draw_on_paper(np.eye(28, dtype=np.uint8) * 255, (60, 60), 40, (10, 10), None).save(tmp_path / "one.png")
+    with refusing_imports("lightning") as asked:
+        result = run_command("mnist_cnn.predict", "ckpt_path=lenet5", "inputs=one.png", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert asked == [] and "one.png" in result.stdout
 
 
 def test_unreadable_and_missing_inputs_fail_alone(shipped: set[str], tmp_path: Path) -> None:

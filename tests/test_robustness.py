@@ -12,8 +12,8 @@ import torch
 from helpers.cli import run_command
 from PIL import Image, ImageDraw
 
-from mnist_cnn.bench import corruptions
-from mnist_cnn.bench.robustness import chosen_thresholds, mnist_c_table, render_condition, score_mnist_c
+from benchmarks import corruptions
+from benchmarks.robustness import chosen_thresholds, mnist_c_table, render_condition, score_mnist_c
 from mnist_cnn.data.files import read_test_split
 from mnist_cnn.inference.classify import choose_uncertain_below, classify
 from mnist_cnn.weights.checkpoints import load_network
@@ -101,7 +101,7 @@ def test_on_validation_digits_the_bench_shows_the_threshold_each_model_would_get
 def test_bench_robustness_scores_every_shipped_model_and_draws_the_sheet(fake_root: Path, tmp_path: Path) -> None:
     out, sheet = tmp_path / "robustness.json", tmp_path / "sheet.png"
     args = ("--robustness", "--count", "3", "--root", str(fake_root), "--json", str(out), "--sheet", str(sheet))
-    result = run_command("mnist_cnn.bench", *args, cwd=tmp_path)
+    result = run_command("benchmarks", *args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     results = json.loads(out.read_text())
     assert set(results["models"]) == set(read_manifest()) and results["count"] == 3

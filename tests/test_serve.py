@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import importlib
 import io
 import json
 import os
@@ -38,16 +39,18 @@ requests = pytest.importorskip("requests", reason="the dev extra is not installe
 
 from conftest import REPO, Digit, decompression_bomb
 from fastapi.testclient import TestClient
-from helpers.cli import run_process
+from helpers.cli import run_command, run_process
+from helpers.imports import refusing_imports
 from PIL import EpsImagePlugin, Image
 
-from mnist_cnn.bench.serving import Server, running_server
+from benchmarks.serving import Server, running_server
 from mnist_cnn.config import MAX_PIXELS, ServeConfig, compose_config, validate
-from mnist_cnn.inference import server as server_module
 from mnist_cnn.inference.backends import load_classifier
-from mnist_cnn.inference.classify import predict_images, uncertainty_threshold
-from mnist_cnn.inference.images import to_mnist
-from mnist_cnn.inference.server import create_app
+from mnist_cnn.inference.classify import uncertainty_threshold
+from mnist_cnn.inference.predict import predict_images
+from mnist_cnn.preprocess.images import to_mnist
+from mnist_cnn.serving import server as server_module
+from mnist_cnn.serving.server import create_app
 from mnist_cnn.weights.checkpoints import load_network
 from mnist_cnn.weights.manifest import most_accurate, read_manifest
 from mnist_cnn.weights.resolve import resolve_checkpoint
@@ -146,14 +149,14 @@ def test_the_page_and_the_docs_come_from_the_app_alone(client: TestClient) -> No
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert 'id="pad"' in page.text and 'id="clear"' in page.text and 'type="file"' in page.text
-    static = sorted((REPO / "mnist_cnn" / "inference" / "static").iterdir())
+    static = sorted((REPO / "mnist_cnn" / "serving" / "static").iterdir())
     assert {path.name for path in static} == {"index.html", "page.css", "page.js", "docs.html", "docs.js"}
     for path in static:
         served = client.get(f"/static/{path.name}")
         assert served.status_code == 200 and served.text == path.read_text()
         assert "://" not in served.text  # nothing fetched from elsewhere: the page and the docs work offline
     docs = client.get("/docs")
-    assert docs.text == (REPO / "mnist_cnn" / "inference" / "static" / "docs.html").read_text()
+    assert docs.text == (REPO / "mnist_cnn" / "serving" / "static" / "docs.html").read_text()
     for asset, kind in (("swagger-ui-bundle.js", "javascript"), ("swagger-ui.css", "text/css")):
         assert f'"/docs-assets/{asset}"' in docs.text
         served = client.get(f"/docs-assets/{asset}")
@@ -688,6 +691,15 @@ def test_the_onnx_backend_answers_like_torch(confident_digits: list[Digit]) -> N
     predictions = answer["predictions"]
     assert [p["label"] for p in predictions] == expected.labels.tolist()
     np.testing.assert_allclose([p["probabilities"] for p in predictions], expected.probabilities, atol=1e-4)
+
+
+def test_serving_never_imports_lightning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with refusing_imports("lightning") as asked:
+        server = importlib.import_module("mnist_cnn.serving.server")  # the command's, imported anew
+        monkeypatch.setattr(server, "run", lambda app, listening, config: listening.close())  # built, not served
+        result = run_command("mnist_cnn.serve", "ckpt_path=lenet5", "port=0", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert asked == [] and result.stdout.startswith("serving lenet5 (torch) at http://127.0.0.1:")
 
 
 @pytest.mark.slow

@@ -24,8 +24,8 @@ pytest.importorskip("selenium", reason="the dev extra is not installed")
 from conftest import Digit
 from PIL import Image, ImageDraw
 
-from mnist_cnn.bench.serving import Server, running_server
-from mnist_cnn.inference.classify import predict_images
+from benchmarks.serving import Server, running_server
+from mnist_cnn.inference.predict import predict_images
 from mnist_cnn.weights.checkpoints import load_network
 from mnist_cnn.weights.manifest import most_accurate
 from mnist_cnn.weights.resolve import resolve_checkpoint

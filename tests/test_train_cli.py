@@ -4,11 +4,13 @@ per run."""
 from __future__ import annotations
 
 import csv
+import importlib
 import json
 import math
 import re
 import shutil
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import torch
 import yaml
 from conftest import FAKE_TRAIN_IMAGES
 from helpers.cli import run_command
+from helpers.imports import refusing_imports
 from hydra.core.config_store import ConfigStore
 from hydra.core.plugins import Plugins
 from lightning.pytorch.loggers import mlflow as lightning_mlflow
@@ -24,6 +27,7 @@ from lightning_utilities.core import imports as lightning_imports
 from lightning_utilities.core.imports import RequirementCache
 
 from mnist_cnn import Evaluator, MNISTClassifier, read_test_split
+from mnist_cnn.models.lenet5 import LeNet5
 from mnist_cnn.training.run_dir import new_dir
 
 QUICK = ("trainer.max_epochs=1", "data.val_size=100")
@@ -235,6 +239,47 @@ def test_training_on_all_images_keeps_and_tests_the_final_epoch(fake_root: Path,
     final = MNISTClassifier.load(run_dir / "last.ckpt").eval()
     test_acc = Evaluator(final, read_test_split(fake_root, download=False)).evaluate()["accuracy"]
     assert record["best_checkpoint"] is None and record["metrics"]["test_acc"] == pytest.approx(test_acc, abs=1e-6)
+
+
+def test_the_test_set_is_scored_once_for_the_test_metrics_and_the_report(
+    fake_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scored: list[int] = []  # the images of each batch the network reads in eval mode
+    forward = LeNet5.forward
+
+    def counting(network: LeNet5, images: torch.Tensor) -> torch.Tensor:
+        if not network.training:
+            scored.append(len(images))
+        return forward(network, images)
+
+    monkeypatch.setattr(LeNet5, "forward", counting)
+    result = run_command(
+        "mnist_cnn.train", "model=lenet5", *NO_VALIDATION, "trainer.max_epochs=1", cwd=tmp_path, data_root=fake_root
+    )
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = _run_dirs(tmp_path, "lenet5")
+    _, test_labels = read_test_split(fake_root, download=False)
+    assert sum(scored) == len(test_labels)  # without validation, only testing reads in eval mode: once
+    record = json.loads((run_dir / "result.json").read_text())
+    report = json.loads((run_dir / "evaluation" / "metrics.json").read_text())
+    assert report["accuracy"] == pytest.approx(record["metrics"]["test_acc"], abs=1e-6)
+
+
+def test_a_run_hides_the_warning_that_its_run_dir_holds_files_and_leaves_the_warning_filters_alone(
+    fake_root: Path, tmp_path: Path
+) -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # every warning the run lets through is recorded, however often it repeats
+        result = run_command(
+            "mnist_cnn.train", "model=lenet5", *QUICK, "trainer.limit_train_batches=1", "test=false",
+            cwd=tmp_path, data_root=fake_root,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert [str(item.message) for item in caught if "exists and is not empty" in str(item.message)] == []
+    with refusing_imports():  # the training library, imported anew, adds no filter to the process's
+        importlib.import_module("mnist_cnn.training.run")
+        added = [entry for entry in warnings.filters if entry[1] is not None and "not empty" in entry[1].pattern]
+    assert added == []
 
 
 def test_fine_tuning_starts_from_the_given_weights_with_a_fresh_optimizer(fake_root: Path, tmp_path: Path) -> None:

@@ -15,17 +15,14 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.v2.functional import gaussian_blur
 
+from mnist_cnn.data.options import Augmentation, Degradation
+from mnist_cnn.data.pixels import maximum_filter
 
-def random_distortion(
-    images: torch.Tensor,
-    max_degrees: float = 10.0,
-    max_shift: float = 0.1,
-    max_zoom: float = 0.1,
-    elastic_alpha: float = 0.0,
-    elastic_sigma: float = 4.0,
-) -> torch.Tensor:
-    """Rotate by up to ``max_degrees``, shift by up to ``max_shift`` of the size, zoom by up to ±``max_zoom``,
-    then, if ``elastic_alpha`` > 0, displace pixels by an elastic field (see ``elastic_displacement``).
+
+def random_distortion(images: torch.Tensor, options: Augmentation) -> torch.Tensor:
+    """Rotate each image by up to ``options.rotation_degrees``, shift it by up to ``shift_fraction`` of its side and
+    zoom it by up to ±``zoom_fraction``, then, if ``elastic_alpha`` > 0, displace its pixels by an elastic field (see
+    ``elastic_displacement``).
 
     ``images`` is a float batch (N, C, H, W) whose background is 0 (i.e. before normalisation).
     """
@@ -34,15 +31,15 @@ def random_distortion(
     def uniform(bound: float) -> torch.Tensor:
         return (torch.rand(n, device=images.device, dtype=images.dtype) * 2 - 1) * bound
 
-    angle = uniform(math.radians(max_degrees))
-    scale = 1 + uniform(max_zoom)  # > 1 samples a smaller region: zoom in
+    angle = uniform(math.radians(options.rotation_degrees))
+    scale = 1 + uniform(options.zoom_fraction)  # > 1 samples a smaller region: zoom in
     cos, sin = angle.cos() / scale, angle.sin() / scale
-    shift_x, shift_y = uniform(2 * max_shift), uniform(2 * max_shift)  # grid coordinates span 2
+    shift_x, shift_y = uniform(2 * options.shift_fraction), uniform(2 * options.shift_fraction)  # grid spans 2
     theta = torch.stack([cos, -sin, shift_x, sin, cos, shift_y], dim=1).view(n, 2, 3)
     height, width = images.shape[-2:]
     grid = affine_grid(theta, height, width)
-    if elastic_alpha > 0:
-        grid = grid + elastic_displacement(n, height, width, elastic_alpha, elastic_sigma, images)
+    if options.elastic_alpha > 0:
+        grid = grid + elastic_displacement(n, height, width, options.elastic_alpha, options.elastic_sigma, images)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
@@ -78,27 +75,18 @@ def elastic_displacement(
     return field.permute(0, 2, 3, 1) * pixel_to_grid  # grid coordinates span 2 over each side
 
 
-def random_degradation(
-    images: torch.Tensor,
-    probability: float = 0.0,
-    stroke_width: float = 0.0,
-    min_resolution: int = 28,
-    blur_sigma: float = 0.0,
-    contrast: float = 0.0,
-    noise_std: float = 0.0,
-    impulse_fraction: float = 0.0,
-) -> torch.Tensor:
-    """Make a ``probability`` share of the images (the batch's first: it must be in random order, as a shuffled
-    training batch is) look photographed or scanned, each at its own random strengths up to the given ones, in
-    this order: strokes thicker or thinner by up to ``stroke_width`` pixels
-    (at most 1), scanned at ``min_resolution``-28 pixels and scaled back, a Gaussian blur of up to ``blur_sigma``
-    pixels, the range squeezed to a share of at least ``1 - contrast`` and lifted off black (grey paper), Gaussian
-    noise of up to ``noise_std`` and salt-and-pepper on up to ``impulse_fraction`` of the pixels.
+def random_degradation(images: torch.Tensor, options: Degradation) -> torch.Tensor:
+    """Make an ``options.probability`` share of the images (the batch's first: it must be in random order, as a
+    shuffled training batch is) look photographed or scanned, each at its own random strengths up to the given ones,
+    in this order: strokes thicker or thinner by up to ``stroke_width`` pixels (at most 1), scanned at
+    ``min_resolution``-28 pixels and scaled back, a Gaussian blur of up to ``blur_sigma`` pixels, the range squeezed
+    to a share of at least ``1 - contrast`` and lifted off black (grey paper), Gaussian noise of up to ``noise_std``
+    and salt-and-pepper on up to ``impulse_fraction`` of the pixels.
 
     ``images`` is a float batch (N, 1, H, W) in [0, 1] with a black background (before normalisation); so is the
     result. The other images, and any option at its default, are left as they are.
     """
-    n = round(probability * len(images))  # counted on the host: a batch on a GPU is not waited for
+    n = round(options.probability * len(images))  # counted on the host: a batch on a GPU is not waited for
     if n == 0:
         return images
     degraded = images[:n]
@@ -106,41 +94,25 @@ def random_degradation(
     def strength(bound: float) -> torch.Tensor:  # (n, 1, 1, 1) uniform in [0, bound]
         return torch.rand(n, 1, 1, 1, device=images.device, dtype=images.dtype) * bound
 
-    if stroke_width > 0:
-        amount = strength(2 * min(stroke_width, 1.0)) - min(stroke_width, 1.0)  # < 0 thins, > 0 thickens
+    if options.stroke_width > 0:
+        width = min(options.stroke_width, 1.0)
+        amount = strength(2 * width) - width  # < 0 thins, > 0 thickens
         thicker, thinner = maximum_filter(degraded), -maximum_filter(-degraded)
         degraded = degraded + amount.clamp(min=0) * (thicker - degraded) + amount.clamp(max=0) * (degraded - thinner)
-    if min_resolution < degraded.shape[-1]:
-        degraded = rescanned(degraded, min_resolution)
-    if blur_sigma > 0:
-        degraded = blurred(degraded, strength(blur_sigma).flatten())
-    if contrast > 0:
-        squeeze = 1 - strength(contrast)  # the range shrinks to this share ...
+    if options.min_resolution < degraded.shape[-1]:
+        degraded = rescanned(degraded, options.min_resolution)
+    if options.blur_sigma > 0:
+        degraded = blurred(degraded, strength(options.blur_sigma).flatten())
+    if options.contrast > 0:
+        squeeze = 1 - strength(options.contrast)  # the range shrinks to this share ...
         degraded = degraded * squeeze + torch.rand_like(squeeze) * (1 - squeeze)  # ... and rises by up to the rest
-    if noise_std > 0:
-        degraded = degraded + torch.randn_like(degraded) * strength(noise_std)
-    if impulse_fraction > 0:
-        hit = torch.rand_like(degraded) < strength(impulse_fraction)
+    if options.noise_std > 0:
+        degraded = degraded + torch.randn_like(degraded) * strength(options.noise_std)
+    if options.impulse_fraction > 0:
+        hit = torch.rand_like(degraded) < strength(options.impulse_fraction)
         degraded = torch.where(hit, (torch.rand_like(degraded) < 0.5).to(degraded.dtype), degraded)
     result = images.clone()
     result[:n] = degraded.clamp(0, 1)
-    return result
-
-
-def maximum_filter(images: torch.Tensor, size: int = 3) -> torch.Tensor:
-    """Each pixel's largest neighbour in the ``size`` × ``size`` square around it (edge pixels repeated): a grey
-    dilation; ``-maximum_filter(-images)`` is the erosion.
-
-    As two passes of shifted maxima, because ``F.max_pool2d`` with stride 1 is twenty times slower on CPUs."""
-    radius = size // 2
-    height, width = images.shape[-2:]
-    padded = F.pad(images, (radius, radius, radius, radius), mode="replicate")
-    rows = padded[..., :height, :]
-    for offset in range(1, size):
-        rows = torch.maximum(rows, padded[..., offset : offset + height, :])
-    result = rows[..., :width]
-    for offset in range(1, size):
-        result = torch.maximum(result, rows[..., offset : offset + width])
     return result
 
 

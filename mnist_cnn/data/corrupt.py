@@ -20,7 +20,9 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from mnist_cnn.data.augment import affine_grid, blurred, maximum_filter
+from mnist_cnn.data.augment import affine_grid, blurred
+from mnist_cnn.data.options import Corruption
+from mnist_cnn.data.pixels import maximum_filter
 
 KINDS = ("noise", "blur", "occlusion", "lines", "inversion", "edges", "lighting", "affine")
 
@@ -40,19 +42,19 @@ SCALE = (0.55, 1.25)
 SHIFT = 4.0  # pixels
 
 
-def random_corruption(images: torch.Tensor, probability: float, kinds: tuple[str, ...] = KINDS) -> torch.Tensor:
-    """Corrupt a ``probability`` share of ``images``, in equal parts by each of ``kinds``.
+def random_corruption(images: torch.Tensor, options: Corruption) -> torch.Tensor:
+    """Corrupt an ``options.probability`` share of ``images``, in equal parts by each of ``KINDS``.
 
     The batch's last images are the ones corrupted (the degradations of ``augment.py`` take the first), so the
     batch must be in random order, as a shuffled training batch is: the shares are counted on the host, so a
     batch on a GPU is corrupted without waiting for it."""
-    count = round(probability * len(images))
-    if count == 0 or not kinds:
+    count = round(options.probability * len(images))
+    if count == 0:
         return images
     result = images.clone()
     first = len(images) - count
-    bounds = [first + round(count * part / len(kinds)) for part in range(len(kinds) + 1)]
-    for name, start, stop in zip(kinds, bounds[:-1], bounds[1:]):
+    bounds = [first + round(count * part / len(KINDS)) for part in range(len(KINDS) + 1)]
+    for name, start, stop in zip(KINDS, bounds[:-1], bounds[1:]):
         if stop > start:
             result[start:stop] = CORRUPTIONS[name](images[start:stop]).clamp(0, 1)
     return result

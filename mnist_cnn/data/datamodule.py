@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import asdict, replace
 from typing import Any
 
 import lightning as L
@@ -20,10 +21,13 @@ from mnist_cnn.data.augment import random_degradation, random_distortion
 from mnist_cnn.data.corrupt import random_corruption
 from mnist_cnn.data.files import Split, ensure_mnist, read_test_split, read_train_split, split_indices
 from mnist_cnn.data.labels import class_indices
+from mnist_cnn.data.options import Augmentation, Corruption, Degradation
 from mnist_cnn.data.pixels import MEAN, STD, image_batch, normalize, standardize
 
 # Set by from_arrays itself: its data are the arrays, and its validation set is given by ``val``.
 NOT_FOR_ARRAYS = ("root", "download", "val_size")
+# The options' defaults; each data module keeps its own copies of what it is given.
+DEFAULT_AUGMENTATION, DEFAULT_DEGRADATION, DEFAULT_CORRUPTION = Augmentation(), Degradation(), Corruption()
 
 
 class TensorBatches(Dataset[Split]):
@@ -87,7 +91,9 @@ class MNISTDataModule(L.LightningDataModule):
     """Official MNIST split with a fixed-seed validation set, held in memory (on the GPU when training there).
 
     ``setup("fit")`` reads the training files only and ``setup("test")`` the test files only.
-    ``MNISTDataModule.from_arrays(x, y)`` holds a user's own arrays instead.
+    ``MNISTDataModule.from_arrays(x, y)`` holds a user's own arrays instead. Training batches are distorted as
+    ``augment`` says (``None``: not at all), degraded as ``degrade`` says and corrupted as ``corrupt`` says
+    (``mnist_cnn.data.options``: their defaults and ranges).
     """
 
     def __init__(
@@ -98,24 +104,19 @@ class MNISTDataModule(L.LightningDataModule):
         eval_batch_size: int = 1024,
         val_size: int = 5000,
         split_seed: int = 42,
-        augment: bool = True,
-        rotation_degrees: float = 10.0,
-        shift_fraction: float = 0.1,
-        zoom_fraction: float = 0.1,
-        elastic_alpha: float = 0.0,
-        elastic_sigma: float = 4.0,
-        degrade_prob: float = 0.0,
-        stroke_width: float = 0.0,
-        min_resolution: int = 28,
-        blur_sigma: float = 0.0,
-        contrast: float = 0.0,
-        noise_std: float = 0.0,
-        impulse_fraction: float = 0.0,
-        corrupt_prob: float = 0.0,
+        augment: Augmentation | None = DEFAULT_AUGMENTATION,
+        degrade: Degradation = DEFAULT_DEGRADATION,
+        corrupt: Corruption = DEFAULT_CORRUPTION,
         on_device: bool = True,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        # Copies, so that changing one data module's options never changes the defaults every other one shares.
+        self.augment = replace(augment) if augment is not None else None
+        self.degrade, self.corrupt = replace(degrade), replace(corrupt)
+        self.save_hyperparameters(ignore=["augment", "degrade", "corrupt"])
+        # The options as plain data too: weights-only loading of a checkpoint refuses other objects.
+        plain_augment = asdict(augment) if augment is not None else None
+        self.hparams.update(augment=plain_augment, degrade=asdict(degrade), corrupt=asdict(corrupt))
         self.datasets: dict[str, TensorBatches] = {}
         self.reads_files = True  # False: the datasets are a user's arrays (from_arrays)
 
@@ -134,8 +135,8 @@ class MNISTDataModule(L.LightningDataModule):
         already normalised with MNIST's mean and std with ``normalized=True``); labels as class indices 0-9 or
         one-hot rows. ``val``: validation arrays ``(x_val, y_val)``, or the fraction of ``x`` held out for it (a
         fixed draw, by ``split_seed``); none: no validation. ``test``: ``(x_test, y_test)`` for ``trainer.test``.
-        ``options``: the other arguments of ``MNISTDataModule`` (batch sizes, ``split_seed``, augmentation,
-        ``on_device``); a ``ValueError`` says what is wrong with an array."""
+        ``options``: the other arguments of ``MNISTDataModule`` (batch sizes, ``split_seed``, ``augment``,
+        ``degrade``, ``corrupt``, ``on_device``); a ``ValueError`` says what is wrong with an array."""
         refused = [name for name in NOT_FOR_ARRAYS if name in options]
         if refused:
             raise TypeError(
@@ -177,11 +178,22 @@ class MNISTDataModule(L.LightningDataModule):
         if hp.on_device and device.type == "cuda":
             self.datasets = {name: dataset.to(device) for name, dataset in self.datasets.items()}
 
-    def _loader(self, split: str, shuffle: bool = False) -> DataLoader[Split]:
+    def test_split(self) -> Split:
+        """The test images and labels that ``trainer.test`` reads: those held (the arrays given to ``from_arrays``,
+        or the files once set up), else the test files, read now; the data module is left as it is."""
+        if self.reads_files and "test" not in self.datasets:
+            return read_test_split(self.hparams.root, self.hparams.download)
+        test = self._dataset("test")
+        return test.images, test.labels
+
+    def _dataset(self, split: str) -> TensorBatches:
         if split not in self.datasets and not self.reads_files:
             raise ValueError(f"no {split} arrays: pass {split}=(x_{split}, y_{split}) to MNISTDataModule.from_arrays")
+        return self.datasets[split]
+
+    def _loader(self, split: str, shuffle: bool = False) -> DataLoader[Split]:
         batch_size = self.hparams.batch_size if split == "train" else self.hparams.eval_batch_size
-        dataset = self.datasets[split]
+        dataset = self._dataset(split)
         if self.trainer is not None and self.trainer.world_size > 1:  # Lightning hands each process its share
             return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=_whole_batch)
         order = BatchOrder(len(dataset), batch_size, shuffle, dataset.images.device)
@@ -204,16 +216,10 @@ class MNISTDataModule(L.LightningDataModule):
     def on_after_batch_transfer(self, batch: Split, dataloader_idx: int) -> Split:
         images, labels = batch
         images = images.float().div_(255) if images.dtype == torch.uint8 else images
-        if self.hparams.augment and self.trainer is not None and self.trainer.training:
-            hp = self.hparams
-            images = random_distortion(
-                images, hp.rotation_degrees, hp.shift_fraction, hp.zoom_fraction, hp.elastic_alpha, hp.elastic_sigma
-            )
-            images = random_degradation(
-                images, hp.degrade_prob, hp.stroke_width, hp.min_resolution, hp.blur_sigma, hp.contrast, hp.noise_std,
-                hp.impulse_fraction,
-            )  # fmt: skip
-            images = random_corruption(images, hp.corrupt_prob)
-            if hp.degrade_prob > 0 or hp.corrupt_prob > 0:  # as predict sees such images (MNIST's pass unchanged)
-                images = standardize(images)
+        if self.trainer is not None and self.trainer.training:
+            if self.augment is not None:
+                images = random_distortion(images, self.augment)
+            images = random_corruption(random_degradation(images, self.degrade), self.corrupt)
+            if self.degrade.probability > 0 or self.corrupt.probability > 0:  # as predict sees such images
+                images = standardize(images)  # (MNIST's pass unchanged)
         return normalize(images), labels

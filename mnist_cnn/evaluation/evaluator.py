@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
@@ -11,45 +11,54 @@ import torch
 import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torch import nn
-from torchmetrics.functional.classification import multiclass_confusion_matrix
 
-from mnist_cnn.data.datamodule import MNISTDataModule
 from mnist_cnn.data.labels import NUM_CLASSES, class_indices
 from mnist_cnn.data.pixels import image_batch
-from mnist_cnn.evaluation import plots
-from mnist_cnn.evaluation.metrics import precision_recall_f1, top_k_accuracy
+from mnist_cnn.evaluation import metrics, plots
 from mnist_cnn.inference.classify import batched_logits
+
+
+@runtime_checkable
+class HasTestSplit(Protocol):
+    """Data that holds a test split, as ``MNISTDataModule`` does."""
+
+    def test_split(self) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 class Evaluator:
     """Runs ``model`` once over a labelled image set; every metric and plot reuses the cached outputs.
 
     ``model`` maps normalised images to logits (an ``MNISTClassifier`` or any such ``nn.Module``).
-    ``data`` is an ``MNISTDataModule`` (its test split is used) or an ``(images, labels)`` pair of tensors
-    or numpy arrays: images (N, 28, 28), (N, 1, 28, 28) or (N, 28, 28, 1) as uint8 pixels (0-255), float pixels
-    (0-1), or normalised floats with ``normalized=True``; labels as class indices or one-hot rows.
+    ``data`` is an ``MNISTDataModule`` (its test split, read without changing the data module) or an ``(images,
+    labels)`` pair of tensors or numpy arrays: images (N, 28, 28), (N, 1, 28, 28) or (N, 28, 28, 1) as uint8 pixels
+    (0-255), float pixels (0-1), or normalised floats with ``normalized=True``; labels as class indices or one-hot
+    rows. ``logits``: the model's outputs for these images when already computed (e.g. by ``trainer.test``), so that
+    the model does not run again.
     """
 
     def __init__(
         self,
         model: nn.Module,
-        data: MNISTDataModule | tuple[Any, Any],
+        data: HasTestSplit | tuple[Any, Any],
         batch_size: int = 1024,
         normalized: bool = False,
+        logits: torch.Tensor | None = None,
     ) -> None:
-        if isinstance(data, MNISTDataModule):
-            data.setup("test")
-            data, normalized = (data.datasets["test"].images, data.datasets["test"].labels), False
+        if isinstance(data, HasTestSplit):
+            data, normalized = data.test_split(), False
         images, labels = data
         self.images = image_batch(images, normalized)
         self.labels = class_indices(labels, len(self.images))
         self.model = model
         self.batch_size = batch_size
         self.normalized = normalized
+        self._given_logits = logits
 
     @cached_property
     def logits(self) -> torch.Tensor:
         """(N, 10) model outputs, computed once in batches on the model's device and kept on the CPU."""
+        if self._given_logits is not None:
+            return self._given_logits.float().cpu()
         return batched_logits(self.model, self.images, self.batch_size, self.normalized)
 
     @cached_property
@@ -64,25 +73,24 @@ class Evaluator:
 
     @cached_property
     def _counts(self) -> torch.Tensor:
-        return multiclass_confusion_matrix(self.predictions, self.labels, NUM_CLASSES)
+        return metrics.confusion_matrix(self.labels, self.predictions, NUM_CLASSES)
 
     def evaluate(self) -> dict[str, float]:
         """Accuracy, mean cross-entropy loss, top-3 accuracy and macro precision, recall and F1.
 
-        Accuracy is the confusion matrix's trace over its sum in float64, so it is exactly correct/N
-        (torchmetrics' own accuracy divides in float32).
+        Accuracy is the confusion matrix's trace over its sum in float64, so it is exactly correct/N.
         """
         return {
             "accuracy": self._counts.trace().item() / len(self.labels),
             "loss": F.cross_entropy(self.logits, self.labels).item(),
-            "top3_accuracy": top_k_accuracy(self.labels, self.logits, k=3),
-            **precision_recall_f1(self.labels, self.predictions, NUM_CLASSES),
+            "top3_accuracy": metrics.top_k_accuracy(self.labels, self.logits, k=3),
+            **metrics.precision_recall_f1(self.labels, self.predictions, NUM_CLASSES),
         }
 
     def evaluate_per_class(self) -> pd.DataFrame:
         """Precision, recall, F1 and support (number of images) of each digit, indexed by digit."""
         table = pd.DataFrame(
-            precision_recall_f1(self.labels, self.predictions, NUM_CLASSES, average=None),
+            metrics.precision_recall_f1(self.labels, self.predictions, NUM_CLASSES, average=None),
             index=pd.RangeIndex(NUM_CLASSES, name="digit"),
         )
         table["support"] = self._counts.sum(dim=1).numpy()

@@ -1,1 +1,4 @@
-"""From a user's image to a prediction: MNIST preprocessing, batched classification, ONNX export."""
+"""Running a model: classifying MNIST-formatted arrays in batches, images of any form, and the backends a server runs
+(PyTorch, or the model's ONNX export on onnxruntime)."""
+
+BACKENDS = ("torch", "onnx")  # what runs a served model (see mnist_cnn.inference.backends)

@@ -14,11 +14,10 @@ import torch
 from torch import nn
 
 from mnist_cnn.data.pixels import prepared
-from mnist_cnn.inference.onnx import INPUT_NAME, export_onnx
+from mnist_cnn.onnx import INPUT_NAME
+from mnist_cnn.onnx.export import export_onnx
 
 Classifier = Callable[[np.ndarray], np.ndarray]
-BACKENDS = ("torch", "onnx")
-ONNX_OPSET = 18
 
 
 def torch_classifier(network: nn.Module, threads: int) -> Classifier:
@@ -43,7 +42,7 @@ def onnx_classifier(network: nn.Module, threads: int) -> Classifier:
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
     with tempfile.TemporaryDirectory() as folder:
-        path = export_onnx(network, Path(folder) / "model.onnx", ONNX_OPSET)
+        path = export_onnx(network, Path(folder) / "model.onnx")
         runtime = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
     def probabilities(pixels: np.ndarray) -> np.ndarray:
@@ -55,7 +54,7 @@ def onnx_classifier(network: nn.Module, threads: int) -> Classifier:
 
 
 def load_classifier(network: nn.Module, backend: str, threads: int = 1) -> Classifier:
-    """The classifier of ``backend`` (one of ``BACKENDS``), warmed up: its first answer costs no more than the next."""
+    """The classifier of ``backend`` (one of ``mnist_cnn.inference.BACKENDS``), warmed up: its first answer costs no more than the next."""
     build = torch_classifier if backend == "torch" else onnx_classifier
     classifier = build(network, threads)
     classifier(np.zeros((1, 28, 28), dtype=np.uint8))

@@ -1,7 +1,8 @@
-"""Model registry and factory, in the shape of timm's: ``@register_model``, ``model_names``, ``create_model``.
+"""Model registry, in the shape of timm's: ``@register_model``, ``model_names``, ``build_model``.
 
 The registry knows names, classes and one-line descriptions, nothing else; what is shipped for a
-model (weights, measured figures) lives in ``mnist_cnn.weights`` and refers to these names.
+model (weights, measured figures) lives in ``mnist_cnn.weights``, which refers to these names, and so does
+``mnist_cnn.create_model`` (``mnist_cnn.weights.factory``), which builds a model with or without them.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ _DESCRIPTIONS: dict[str, str] = {}
 
 
 def register_model(name: str, description: str) -> Callable[[ModelClass], ModelClass]:
-    """Class decorator that makes an ``nn.Module`` buildable by ``create_model(name)``."""
+    """Class decorator that makes an ``nn.Module`` buildable by ``build_model(name)``."""
 
     def decorator(cls: ModelClass) -> ModelClass:
         if name in _MODELS:
@@ -59,10 +60,8 @@ def channels_first(input_shape: Sequence[int]) -> InputShape:
     return shape  # type: ignore[return-value]
 
 
-def create_model(
-    name: str, input_shape: Sequence[int] = (1, 28, 28), num_classes: int = 10, **kwargs: Any
-) -> nn.Module:
-    """Build a registered architecture; ``kwargs`` are its own options (e.g. ``dropout_rate``).
+def build_model(name: str, input_shape: Sequence[int] = (1, 28, 28), num_classes: int = 10, **kwargs: Any) -> nn.Module:
+    """A newly initialised registered architecture; ``kwargs`` are its own options (e.g. ``dropout_rate``).
 
     ``input_shape`` may be given in PyTorch's (1, 28, 28) or Keras' (28, 28, 1) order.
     """

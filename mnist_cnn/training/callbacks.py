@@ -13,14 +13,15 @@ import torch
 from lightning.pytorch.callbacks import WeightAveraging
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 
 class GracefulInterrupt(L.Callback):
     """On Ctrl-C or SIGTERM: finish the current batch, save a resumable checkpoint to ``path``, stop.
 
-    Lightning already stops at a batch boundary on SIGTERM (raising ``SIGTERMException``); the first
-    Ctrl-C is turned into the same signal so both take that path. A second Ctrl-C aborts at once.
-    ``signal_name`` tells afterwards which signal stopped the run (``None`` if none did).
+    Lightning stops at a batch boundary on SIGTERM only (raising ``SIGTERMException``); the first Ctrl-C is
+    re-sent to this process as SIGTERM so that both take that path (``_on_sigint``). A second Ctrl-C aborts at
+    once. ``signal_name`` tells afterwards which signal stopped the run (``None`` if none did).
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -29,6 +30,10 @@ class GracefulInterrupt(L.Callback):
         self._previous_sigint: Any = None
 
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
+        """Re-send the first Ctrl-C as SIGTERM. Lightning's SIGTERM handler is its one graceful stop: it sets the
+        flag its loops check at each batch boundary (a private attribute, so not set from here), forwards the
+        signal to the processes its launcher started and tells the other ranks. SIGINT's former handler is back
+        before the SIGTERM is sent, so a second Ctrl-C raises ``KeyboardInterrupt`` at once."""
         self.signal_name = "SIGINT"
         signal.signal(signal.SIGINT, self._previous_sigint)
         os.kill(os.getpid(), signal.SIGTERM)
@@ -97,12 +102,13 @@ class ExponentialMovingAverage(WeightAveraging):
         self._current_decay = warmed_up_decay(self.decay, trainer.global_step - 1)
         super().on_train_batch_end(trainer, pl_module, *args)
 
-    def _update_average(self, averages: list[torch.Tensor], currents: list[torch.Tensor], _: torch.Tensor) -> None:
-        """One step for a group of same-dtype tensors; one kernel per group, as torch's own EMA does it."""
+    def _update_average(self, averages: list[torch.Tensor], currents: list[torch.Tensor], count: torch.Tensor) -> None:
+        """One step for a group of same-dtype tensors: torch's EMA step (one kernel per group) at this step's decay."""
         if averages[0].is_floating_point():
-            torch._foreach_lerp_(averages, currents, 1 - self._current_decay)
-        else:  # batch norm's step counters: nothing to average
-            torch._foreach_copy_(averages, currents)
+            get_ema_multi_avg_fn(self._current_decay)(averages, currents, count)
+        else:  # batch norm's step counters: nothing to average (torch's step would round them down)
+            for average, current in zip(averages, currents):
+                average.copy_(current)
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         if trainer.state.fn == TrainerFn.FITTING:

@@ -26,6 +26,9 @@ M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 1 << 30  # blocks below 1 GiB come from the heap and stay there once freed
 MMAP_THRESHOLD_DOCUMENTED_MAX = 32 << 20  # mallopt(3)'s limit on 64-bit, for a glibc that refuses more
 TRIM_THRESHOLD = 2**31 - 1  # shrink the heap only when 2 GiB at its top are free
+# Both thresholds' default (mallopt(3)), set back once fitting is over. glibc cannot report the values in force, and
+# once set the mmap threshold no longer adapts to the blocks freed, as it did from its default before.
+DEFAULT_THRESHOLD = 128 * 1024
 
 
 def _glibc() -> ctypes.CDLL | None:
@@ -36,7 +39,7 @@ def _glibc() -> ctypes.CDLL | None:
 
 
 def keep_freed_memory() -> bool:
-    """Make glibc keep freed blocks for reuse, for the rest of the process; ``False`` where the C library is not
+    """Make glibc keep freed blocks for reuse, until ``release_freed_memory``; ``False`` where the C library is not
     glibc and nothing was changed."""
     libc = _glibc()
     if libc is None:
@@ -46,18 +49,33 @@ def keep_freed_memory() -> bool:
 
 
 def release_freed_memory() -> None:
-    """Hand the heap's free blocks back to the system (``malloc_trim``), e.g. once training is over."""
+    """Set glibc's thresholds back to their defaults and hand the heap's free blocks back to the system
+    (``malloc_trim``), once training is over."""
     libc = _glibc()
     if libc is not None:
+        libc.mallopt(M_MMAP_THRESHOLD, DEFAULT_THRESHOLD)
+        libc.mallopt(M_TRIM_THRESHOLD, DEFAULT_THRESHOLD)
         libc.malloc_trim(0)
 
 
 class KeepFreedMemory(L.Callback):
-    """While fitting, freed host memory is kept for the next step (``keep_freed_memory``); afterwards what is
-    free is handed back. The thresholds stay raised for the rest of the process."""
+    """While fitting, freed host memory is kept for the next step (``keep_freed_memory``); when fitting ends or
+    fails, glibc's thresholds are set back and what is free is handed back (``release_freed_memory``). Switched on
+    by ``callbacks=default`` (``conf/callbacks/default.yaml``: ``keep_freed_memory``)."""
+
+    def __init__(self) -> None:
+        self.kept = False  # whether this fit changed glibc's thresholds
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        keep_freed_memory()
+        self.kept = keep_freed_memory()
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        release_freed_memory()
+        self._release()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        if self.kept:
+            release_freed_memory()
+            self.kept = False

@@ -15,16 +15,22 @@ import torch.nn.functional as F
 
 from mnist_cnn.data.pixels import image_batch
 from mnist_cnn.errors import CheckpointError
-from mnist_cnn.inference.classify import UNCERTAIN_BELOW, Predictions, classify, predict_images
-from mnist_cnn.inference.images import ImageInput
-from mnist_cnn.models import create_model
+from mnist_cnn.inference.classify import UNCERTAIN_BELOW, Predictions, classify
+from mnist_cnn.inference.predict import predict_images
+from mnist_cnn.models import build_model
+from mnist_cnn.preprocess.images import ImageInput
 from mnist_cnn.training import legacy
 from mnist_cnn.training.components import build, check_allowed, component_class
-from mnist_cnn.weights.checkpoints import cannot_rebuild, mark_uncertainty_threshold, read_checkpoint
+from mnist_cnn.weights.checkpoints import (
+    HISTORY,
+    cannot_rebuild,
+    history_columns,
+    mark_uncertainty_threshold,
+    read_checkpoint,
+)
 from mnist_cnn.weights.manifest import verified_checkpoint
 
 Batch = tuple[torch.Tensor, torch.Tensor]
-HISTORY = "history"  # the checkpoint key of the per-epoch metrics
 STAGES = ("train", "val", "test")
 DEFAULT_OPTIMIZER = {"_target_": "torch.optim.Adam", "lr": 1e-3, "weight_decay": 1e-4}
 # Keys of a scheduler node that tell Lightning when to step it; the others are the scheduler's arguments.
@@ -88,7 +94,7 @@ class MNISTClassifier(L.LightningModule):
                 "channels_last": channels_last,
             }
         )
-        self.model = create_model(model_name, input_shape=input_shape, num_classes=num_classes, **(model_kwargs or {}))
+        self.model = build_model(model_name, input_shape=input_shape, num_classes=num_classes, **(model_kwargs or {}))
         if channels_last:  # NHWC convolutions are faster with oneDNN on CPUs and with cuDNN on GPUs
             self.model = self.model.to(memory_format=torch.channels_last)
         # Each stage's epoch so far, summed on the device with no host sync: [loss sum, right, right in top 3] and
@@ -156,10 +162,11 @@ class MNISTClassifier(L.LightningModule):
         self, images: ImageInput | Sequence[ImageInput], batch_size: int = 1024, normalized: bool = False
     ) -> Predictions:
         """Labels and probabilities for image files, PIL images or arrays of any size, preprocessed like MNIST;
-        an array of MNIST-formatted digits is classified as it is (see ``mnist_cnn.inference.predict_images``)."""
+        an array of MNIST-formatted digits is classified as it is (see ``mnist_cnn.predict_images``)."""
         return predict_images(self, images, batch_size, normalized)
 
-    def _step(self, batch: Batch, stage: str) -> torch.Tensor:
+    def _step(self, batch: Batch, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch's mean loss and its logits; the epoch's sums are kept for ``epoch_metrics``."""
         images, labels = batch
         self._check_batch(images, labels, stage)
         logits = self.model(images)
@@ -174,7 +181,7 @@ class MNISTClassifier(L.LightningModule):
                 sums = torch.stack((losses.sum(), right.sum(dtype=losses.dtype), top3.sum(dtype=losses.dtype)))
             self._sums[stage] = self._sums[stage] + sums if stage in self._sums else sums
             self._counts[stage] = self._counts.get(stage, 0) + len(labels)
-        return losses.mean()
+        return losses.mean(), logits
 
     def _check_batch(self, images: torch.Tensor, labels: torch.Tensor, stage: str) -> None:
         """Refuse a batch the network cannot read, from its dtype and shape alone (no host sync)."""
@@ -205,17 +212,12 @@ class MNISTClassifier(L.LightningModule):
     def history(self) -> dict[str, list[float]]:
         """Per-epoch training and validation losses and accuracies of the fits so far, aligned with ``epoch``
         (NaN where an epoch did not validate): ``plot_training_history(model.history)`` draws them."""
-        epochs = sorted(self._epoch_metrics)
-        names = sorted({name for row in self._epoch_metrics.values() for name in row})
-        return {
-            "epoch": epochs,
-            **{name: [self._epoch_metrics[e].get(name, math.nan) for e in epochs] for name in names},
-        }
+        return history_columns(self._epoch_metrics)
 
     def _log_epoch(self, stage: str) -> None:
         # Logged once per epoch rather than from every step: a self.log call is a large share of a small model's
-        # step on a CPU (python -m mnist_cnn.bench --overhead --profile shows where a step's time goes). The sums
-        # are already over every process; sync_dist only keeps Lightning from warning.
+        # step on a CPU (`python -m benchmarks --overhead --profile` in a checkout shows where a step's time goes).
+        # The sums are already over every process; sync_dist only keeps Lightning from warning.
         metrics = self.epoch_metrics(stage)
         if not metrics:
             return
@@ -232,7 +234,7 @@ class MNISTClassifier(L.LightningModule):
         self.train()
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
-        loss = self._step(batch, "train")
+        loss, _ = self._step(batch, "train")
         if loss.device.type != "cpu":
             diverged = ~torch.isfinite(loss.detach())
             self._diverged = diverged if self._diverged is None else self._diverged | diverged
@@ -260,8 +262,9 @@ class MNISTClassifier(L.LightningModule):
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         self._step(batch, "val")
 
-    def test_step(self, batch: Batch, batch_idx: int) -> None:
-        self._step(batch, "test")
+    def test_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        """The batch's logits, which ``EvaluationReport`` reuses for the report instead of scoring the set again."""
+        return self._step(batch, "test")[1]
 
     def on_train_epoch_end(self) -> None:
         self._stop_if_diverged()

@@ -10,7 +10,7 @@ import signal
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +33,6 @@ from mnist_cnn.weights.resolve import LAST, resolve_checkpoint
 
 # Arguments naming where a component writes: left out, they are the run dir; relative, they lie inside it.
 RUN_DIR_ARGUMENTS = ("dirpath", "save_dir")
-
-# A run dir holds the log and Hydra's files beside the checkpoints by design.
-warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
 
 
 @dataclass
@@ -126,7 +123,7 @@ def build_module(cfg: TrainConfig) -> MNISTClassifier:
 
 def build_datamodule(cfg: TrainConfig) -> MNISTDataModule:
     """The data for ``cfg``, its training batch scaled by ``batch_scale`` like the learning rate."""
-    return MNISTDataModule(**{**asdict(cfg.data), "batch_size": cfg.data.batch_size * cfg.batch_scale})
+    return MNISTDataModule(**{**vars(cfg.data), "batch_size": cfg.data.batch_size * cfg.batch_scale})
 
 
 def _components(nodes: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -272,7 +269,9 @@ def train(cfg: TrainConfig, run_dir: Path, segment: Path) -> TrainResult:
 
     start = time.perf_counter()
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
+        with warnings.catch_warnings():  # a run dir holds the log and Hydra's files beside the checkpoints by design
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+            trainer.fit(module, datamodule=datamodule, ckpt_path=resume, weights_only=True)
     except SIGTERMException:  # Lightning's own handling would exit with status 0
         name = interrupt.signal_name or "SIGTERM"
         message = f"interrupted by {name}; saved a resumable checkpoint: {run_dir / LAST}"

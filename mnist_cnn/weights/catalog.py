@@ -8,7 +8,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from mnist_cnn.models import count_parameters, create_model, model_description, model_names
+from mnist_cnn.models import build_model, count_parameters, model_description, model_names
 from mnist_cnn.models.registry import InputShape, channels_first
 from mnist_cnn.resources import CONF_DIR
 from mnist_cnn.weights.manifest import PretrainedInfo, read_manifest
@@ -35,7 +35,7 @@ def list_models(pretrained: bool = False) -> list[str]:
 
 def get_model_info(name: str, input_shape: Sequence[int] = (1, 28, 28), num_classes: int = 10) -> ModelInfo:
     """Description, measured parameter count, default training recipe and shipped weights of a model."""
-    model = create_model(name, input_shape=input_shape, num_classes=num_classes)
+    model = build_model(name, input_shape=input_shape, num_classes=num_classes)
     return ModelInfo(
         name=name,
         description=model_description(name),

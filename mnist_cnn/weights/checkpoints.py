@@ -1,9 +1,11 @@
 """Checkpoint files: weights-only reading with one clear error for every bad file, architecture checks, and a
-Lightning-free loader of the bare network for inference and export."""
+Lightning-free loader of the bare network and its training history for inference, evaluation and export."""
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -11,11 +13,12 @@ import torch
 from torch import nn
 
 from mnist_cnn.errors import CheckpointError
-from mnist_cnn.models import create_model
+from mnist_cnn.models import build_model
 from mnist_cnn.weights.manifest import shipped_info
 
 # The hyperparameters that fix the shapes of the weights: resuming or loading needs them to agree.
 ARCHITECTURE_KEYS = ("model_name", "model_kwargs", "num_classes", "input_shape")
+HISTORY = "history"  # the checkpoint key of the per-epoch metrics: {epoch: {metric: value}}
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -72,19 +75,38 @@ def cannot_rebuild(path: str | os.PathLike[str], error: Exception) -> Checkpoint
 def load_network(path: str | os.PathLike[str]) -> nn.Module:
     """Only the architecture's ``nn.Module`` saved in ``path`` (eval mode, CPU), built without Lightning.
 
-    For inference and export, where importing Lightning would cost more than the work itself.
+    For inference, evaluation and export, where importing Lightning would cost more than the work itself.
     """
-    checkpoint = read_checkpoint(path)
+    return network_from(read_checkpoint(path), path)
+
+
+def network_from(checkpoint: dict[str, Any], path: str | os.PathLike[str]) -> nn.Module:
+    """The architecture's ``nn.Module`` that ``checkpoint`` (read from ``path``) holds, in eval mode on the CPU, its
+    weights channels-last as ``MNISTClassifier`` keeps them (faster convolutions on CPUs)."""
     saved = architecture(checkpoint["hyper_parameters"])
     prefix = "model."  # MNISTClassifier keeps the architecture in its ``model`` attribute
     weights = {key[len(prefix) :]: value for key, value in checkpoint["state_dict"].items() if key.startswith(prefix)}
     try:
-        network = create_model(saved["model_name"], saved["input_shape"], saved["num_classes"], **saved["model_kwargs"])
+        network = build_model(saved["model_name"], saved["input_shape"], saved["num_classes"], **saved["model_kwargs"])
         network.load_state_dict(weights)
     except (ValueError, RuntimeError) as error:
         raise cannot_rebuild(path, error) from None
     mark_uncertainty_threshold(network, path)
-    return network.eval()
+    return network.eval().to(memory_format=torch.channels_last)
+
+
+def history_columns(epoch_metrics: Mapping[int, Mapping[str, float]]) -> dict[str, list[float]]:
+    """Per-epoch metrics ``{epoch: {name: value}}`` as columns aligned with ``epoch`` (NaN where an epoch lacks a
+    metric), the form ``plot_training_history`` takes."""
+    epochs = sorted(epoch_metrics)
+    names = sorted({name for row in epoch_metrics.values() for name in row})
+    return {"epoch": epochs, **{name: [epoch_metrics[e].get(name, math.nan) for e in epochs] for name in names}}
+
+
+def training_history(checkpoint: dict[str, Any]) -> dict[str, list[float]] | None:
+    """The per-epoch metrics of the fit that wrote ``checkpoint``, as ``history_columns``; None when it has none."""
+    saved = {int(epoch): dict(row) for epoch, row in checkpoint.get(HISTORY, {}).items()}
+    return history_columns(saved) if saved else None
 
 
 def mark_uncertainty_threshold(model: nn.Module, path: str | os.PathLike[str]) -> None:

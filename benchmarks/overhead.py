@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnist_cnn.bench.common import alternating_medians
+from benchmarks.common import alternating_medians
 from mnist_cnn.config import compose_config, validate
 from mnist_cnn.data.files import read_train_split
 from mnist_cnn.data.pixels import normalize
@@ -117,7 +117,7 @@ def trainer_step_ms(root: str | None) -> float:
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
     )  # fmt: skip
     torch.manual_seed(0)
-    data = MNISTDataModule(**({"root": root} if root else {}), augment=False, batch_size=BATCH_SIZE)
+    data = MNISTDataModule(**({"root": root} if root else {}), augment=None, batch_size=BATCH_SIZE)
     trainer.fit(Minimal(), datamodule=data)
     return clock.seconds * 1000 / (STEPS - WARMUP_STEPS)
 
@@ -127,7 +127,7 @@ def project_step_ms(root: str | None, profile: bool = False) -> float:
     from mnist_cnn.training.callbacks import GracefulInterrupt
     from mnist_cnn.training.run import build_datamodule, build_module, build_trainer
 
-    overrides = ["model=lenet5", "optimizer=adam", "data.augment=false", f"data.batch_size={BATCH_SIZE}", "test=false"]
+    overrides = ["model=lenet5", "optimizer=adam", "data.augment=null", f"data.batch_size={BATCH_SIZE}", "test=false"]
     # max_steps ends the run, after as many epochs as it takes; max_epochs only has to be larger than that
     overrides += ["trainer.max_epochs=1000", f"trainer.max_steps={STEPS + 1}", "trainer.limit_val_batches=1"]
     overrides += [

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mnist_cnn.bench.common import Stopwatch
+from benchmarks.common import Stopwatch
 from mnist_cnn.data.files import read_train_split
 from mnist_cnn.data.pixels import normalize
 from mnist_cnn.errors import missing_extra

@@ -22,7 +22,7 @@ from PIL import Image, ImageFilter
 from scipy import ndimage
 from torchvision.transforms.v2.functional import perspective
 
-from mnist_cnn.inference.images import draw_on_paper
+from benchmarks.drawing import draw_on_paper
 
 Photo = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 Corruption = Callable[[np.ndarray, np.random.Generator], np.ndarray]

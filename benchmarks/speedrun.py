@@ -1,4 +1,4 @@
-"""``python -m mnist_cnn.bench --speedrun``: a speedrun recipe over several seeds, each as a user runs it, from the
+"""``python -m benchmarks --speedrun``: a speedrun recipe over several seeds, each as a user runs it, from the
 shell (``python -m mnist_cnn.train experiment=<recipe> seed=<k>``, one fresh process each): its test accuracy, its
 fit time (``trainer.fit`` alone, from ``result.json``) and the time from process start to the printed result."""
 

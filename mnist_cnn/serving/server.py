@@ -31,13 +31,13 @@ from starlette.exceptions import HTTPException
 from swagger_ui_bundle import swagger_ui_path
 
 from mnist_cnn.config import ServeConfig
-from mnist_cnn.inference.api_schema import PREDICT_BODY, ErrorAnswer, PredictAnswer
 from mnist_cnn.inference.backends import Classifier
-from mnist_cnn.inference.batching import DynamicBatcher
 from mnist_cnn.inference.classify import UNCERTAIN_BELOW, Predictions
-from mnist_cnn.inference.limits import AllowedHosts, BodyLimit, SecurityHeaders
-from mnist_cnn.inference.protocol import GuardedHttpTools
-from mnist_cnn.inference.uploads import FORMS, BadRequest, file_images, read_json
+from mnist_cnn.serving.api_schema import PREDICT_BODY, ErrorAnswer, PredictAnswer
+from mnist_cnn.serving.batching import DynamicBatcher
+from mnist_cnn.serving.limits import AllowedHosts, BodyLimit, SecurityHeaders
+from mnist_cnn.serving.protocol import GuardedHttpTools
+from mnist_cnn.serving.uploads import FORMS, BadRequest, file_images, read_json
 from mnist_cnn.weights.manifest import read_manifest
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"

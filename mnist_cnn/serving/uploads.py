@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from mnist_cnn.data.pixels import SIZE
-from mnist_cnn.inference.images import ImageError, image_size, to_mnist
+from mnist_cnn.preprocess.images import ImageError, image_size, to_mnist
 
 FORMS = (
     'send the images as multipart form fields named "file", or as JSON: {"images": [<base64 image file>, ...]} '

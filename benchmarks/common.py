@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+CHECKOUT = Path(__file__).resolve().parents[1]  # the benchmarks run from a checkout, beside the package
+
+
+def worker_environment() -> dict[str, str]:
+    """This process's environment, with the checkout first on the import path: ``python -m benchmarks`` workers
+    started from any directory find the benchmarks."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(CHECKOUT), os.environ.get("PYTHONPATH")]))}
 
 
 def plain_epoch(
@@ -49,7 +59,7 @@ class Stopwatch:
 
 def alternating_medians(workers: dict[str, list[str]], repeats: int, key: str) -> dict[str, dict[str, Any]]:
     """For each named worker, the result with the median ``key`` of ``repeats`` fresh
-    ``python -m mnist_cnn.bench <arguments>`` processes, each printing its result as JSON on its last line, and
+    ``python -m benchmarks <arguments>`` processes, each printing its result as JSON on its last line, and
     under ``<key>_runs`` every run's ``key``, lowest first (a median hides a bimodal spread).
 
     The workers take turns, round after round (a, b, a, b, ...), so that a slow spell of a shared machine
@@ -58,8 +68,10 @@ def alternating_medians(workers: dict[str, list[str]], repeats: int, key: str) -
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in workers}
     for _ in range(repeats):
         for name, arguments in workers.items():
-            command = [sys.executable, "-m", "mnist_cnn.bench", *arguments]
-            output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            command = [sys.executable, "-m", "benchmarks", *arguments]
+            output = subprocess.run(
+                command, env=worker_environment(), check=True, capture_output=True, text=True
+            ).stdout
             runs[name].append(json.loads(output.strip().splitlines()[-1]))
     medians = {}
     for name, results in runs.items():

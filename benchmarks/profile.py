@@ -1,4 +1,4 @@
-"""``python -m mnist_cnn.bench --profile``: where a training step's time goes, operator by operator, in this
+"""``python -m benchmarks --profile``: where a training step's time goes, operator by operator, in this
 project's pipeline (c) (``torch.profiler``) and in the original stack's (d) (TensorFlow's profiler).
 
 Each pipeline runs ``warmup`` untimed steps, then ``steps`` profiled ones. An operator's time is its own (self)
@@ -15,8 +15,8 @@ import time
 from collections import Counter
 from typing import Any
 
-from mnist_cnn.bench.common import alternating_medians
-from mnist_cnn.bench.epoch import PIPELINES, project_epoch, worker_arguments
+from benchmarks.common import alternating_medians
+from benchmarks.epoch import PIPELINES, project_epoch, worker_arguments
 from mnist_cnn.data.files import read_train_split
 
 PROFILED = "cd"
@@ -92,7 +92,7 @@ def _torch_operators(model_name: str, batch_size: int, root: str | None, steps: 
 
 
 def _keras_operators(model_name: str, batch_size: int, root: str | None, steps: int, warmup: int, threads: int):
-    from mnist_cnn.bench.keras import compiled_model, training_arrays
+    from benchmarks.keras import compiled_model, training_arrays
 
     model = compiled_model(model_name, threads)  # imports TensorFlow
     import tensorflow as tf

@@ -1,6 +1,6 @@
-"""Accuracy of every shipped model on digits as users meet them (``python -m mnist_cnn.bench --robustness``).
+"""Accuracy of every shipped model on digits as users meet them (``python -m benchmarks --robustness``).
 
-Each condition of ``mnist_cnn.bench.corruptions`` is applied to the same fixed-seed sample of digits (the
+Each condition of ``benchmarks.corruptions`` is applied to the same fixed-seed sample of digits (the
 official test set's; ``--digits val`` takes them from the 5,000-image validation split of the training set, to
 choose thresholds without the test set). Photos go through the user's path, ``to_mnist`` then the model, as
 ``predict_images`` does; a photo the preprocessing refuses counts as wrong. MNIST-C-style corruptions are fed to
@@ -22,10 +22,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
-from mnist_cnn.bench.corruptions import MNIST_C, PHOTO_LIKE, PHOTOS
+from benchmarks.corruptions import MNIST_C, PHOTO_LIKE, PHOTOS
 from mnist_cnn.data.files import read_test_split, read_train_split
 from mnist_cnn.inference.classify import Predictions, choose_uncertain_below, classify, uncertainty_threshold
-from mnist_cnn.inference.images import to_mnist
+from mnist_cnn.preprocess.images import to_mnist
 from mnist_cnn.weights.checkpoints import load_network
 from mnist_cnn.weights.manifest import read_manifest
 from mnist_cnn.weights.resolve import resolve_checkpoint

@@ -5,7 +5,7 @@
 (c) this project's path: ``MNISTDataModule`` + ``MNISTClassifier`` under ``lightning.Trainer``, configured as
     ``python -m mnist_cnn.train`` composes it with ``trainer=cpu``, or ``trainer=gpu`` (bf16, data on the GPU,
     ``batch_scale``) with ``--accelerator gpu``, where (a) and (b) run in float32 on the GPU too
-(d) the original stack: the same architecture in Keras 3, ``model.fit`` on TensorFlow (``mnist_cnn.bench.keras``;
+(d) the original stack: the same architecture in Keras 3, ``model.fit`` on TensorFlow (``benchmarks.keras``;
     the ``keras`` extra), CPU only
 (e) (c) with augmentation on, as training runs by default: (e)/(c) is what augmentation costs
 
@@ -26,12 +26,12 @@ from typing import Any
 
 import torch
 
-from mnist_cnn.bench.common import Stopwatch, alternating_medians, plain_epoch
+from benchmarks.common import Stopwatch, alternating_medians, plain_epoch
 from mnist_cnn.config import TrainConfig, compose_config, validate
 from mnist_cnn.data.files import ensure_mnist, read_splits
 from mnist_cnn.data.pixels import MEAN, STD, normalize
 from mnist_cnn.inference.classify import classify
-from mnist_cnn.models import create_model
+from mnist_cnn.models import build_model
 
 PIPELINES = {
     "a": "torchvision DataLoader",
@@ -48,12 +48,13 @@ WARMUP_BATCHES = 10  # on the GPU, untimed steps before (a) and (b) start the cl
 def project_config(
     model_name: str, accelerator: str, batch_size: int, root: str | None, augment: bool, compile_mode: str | None = None
 ) -> TrainConfig:
-    """What ``python -m mnist_cnn.train model=<model> trainer=<accelerator> data.augment=<augment>
-    compile=<compile_mode>`` runs (``trainer=gpu``: bf16, data on the GPU, fused optimizer, ``batch_scale``), with the
-    bench's Adam at 1e-3 and batch size like (a) and (b)."""
+    """What ``python -m mnist_cnn.train model=<model> trainer=<accelerator> compile=<compile_mode>`` runs
+    (``trainer=gpu``: bf16, data on the GPU, fused optimizer, ``batch_scale``), with the bench's Adam at 1e-3 and
+    batch size like (a) and (b), and with the default augmentation, or without it (``data.augment=null``)."""
     overrides = [f"model={model_name}", f"trainer={accelerator}", "optimizer=adam", "optimizer.lr=0.001"]
     overrides += [f"compile={compile_mode}"] if compile_mode else []
-    overrides += [f"data.batch_size={batch_size}", f"data.augment={augment}", *([f"data.root={root}"] if root else [])]
+    overrides += [f"data.batch_size={batch_size}", *([] if augment else ["data.augment=null"])]
+    overrides += [f"data.root={root}"] if root else []
     return validate(compose_config(*overrides))
 
 
@@ -114,12 +115,12 @@ def run_pipeline(
         augment = pipeline == "e"
         return project_epoch(model_name, accelerator, batch_size, root, images, augment, compile_mode=compile_mode)
     if pipeline == "d":
-        from mnist_cnn.bench.keras import keras_epoch  # TensorFlow: only in (d)'s processes
+        from benchmarks.keras import keras_epoch  # TensorFlow: only in (d)'s processes
 
         return keras_epoch(model_name, batch_size, root, images, torch.get_num_threads())
 
     device = torch.device("cuda" if accelerator == "gpu" else "cpu")
-    model = create_model(model_name).to(device)
+    model = build_model(model_name).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     warmup = WARMUP_BATCHES if device.type == "cuda" else 0
     if pipeline == "b":

@@ -1,8 +1,8 @@
-"""``python -m mnist_cnn.bench``: training epochs through several pipelines side by side (the default), the
+"""``python -m benchmarks``: training epochs through several pipelines side by side (the default), the
 framework's own cost per step (``--overhead``), start-up (``--startup``), predicting files (``--predict-files N``)
 or serving (``--serve [MODEL]``), on this machine. Report ratios, not seconds: the seconds depend on the machine,
 the ratios measured in one run much less. ``--robustness`` measures accuracy instead: every shipped model on digits
-photographed, scanned and corrupted (see mnist_cnn/bench/robustness.py).
+photographed, scanned and corrupted (see benchmarks/robustness.py).
 """
 
 from __future__ import annotations
@@ -16,13 +16,13 @@ from mnist_cnn.cli import fail, quiet_libraries
 from mnist_cnn.errors import MissingExtraError, missing_extra
 
 # MNIST-C itself (Mu & Gilmer 2019, made with its own code) on the first 2,000 test digits, beside a checkout
-MNIST_C_FILE = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist_c" / "mnist_c_test_0-1999.npz"
+MNIST_C_FILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist_c" / "mnist_c_test_0-1999.npz"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line of ``python -m mnist_cnn.bench``."""
+    """The command line of ``python -m benchmarks``."""
     parser = argparse.ArgumentParser(
-        prog="python -m mnist_cnn.bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m benchmarks", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--models", default="lenet5", help="comma-separated model names (default: lenet5)")
     parser.add_argument(
@@ -36,7 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=3, help="runs per measurement; the median is shown")
     parser.add_argument("--threads", type=int, help="intra-op threads of every pipeline (default: PyTorch's)")
     parser.add_argument("--no-inference", action="store_true", help="skip the inference throughput")
-    parser.add_argument("--startup", action="store_true", help="only time --help and a one-batch training run")
+    parser.add_argument(
+        "--startup", action="store_true",
+        help="only time train --help, a one-batch training run, evaluate ckpt_path=lenet5 and predict of one file",
+    )  # fmt: skip
     parser.add_argument("--predict-files", type=int, default=0, metavar="N", help="only time predicting N files")
     parser.add_argument(
         "--overhead", action="store_true", help="only time a step of a one-layer model: ours, the Trainer alone, plain"
@@ -92,8 +95,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     import torch  # here, not at the top: --help and the parser's errors answer without loading it
 
-    from mnist_cnn.bench import epoch, overhead, profile, robustness, serving, speedrun, startup
-    from mnist_cnn.bench.keras import require_keras
+    from benchmarks import epoch, overhead, profile, robustness, serving, speedrun, startup
+    from benchmarks.keras import require_keras
 
     quiet_libraries()
     args.threads = args.threads or torch.get_num_threads()
@@ -139,7 +142,11 @@ def main(argv: list[str] | None = None) -> None:
         print(speedrun.table(results))
     elif args.startup:
         results = startup.startup(args.root, args.repeats)
-        print(f"train --help: {results['help_s']:.2f} s; one-batch training run: {results['one_batch_run_s']:.2f} s")
+        print(
+            f"train --help: {results['help_s']:.2f} s; one-batch training run: {results['one_batch_run_s']:.2f} s; "
+            f"evaluate ckpt_path=lenet5: {results['evaluate_s']:.2f} s; predict one file: "
+            f"{results['predict_one_file_s']:.2f} s"
+        )
     elif args.predict_files:
         results = startup.predict_files(args.predict_files, args.root, args.repeats)
         print(

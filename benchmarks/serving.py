@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from benchmarks.drawing import paper_png
 
 BATCHING = {"on": 64, "off": 1}  # max_batch_size
 API_KEY_VARIABLE = "MNIST_CNN_API_KEY"  # conf/serve.yaml's api_key
@@ -93,19 +93,6 @@ def _wait_until_up(process: subprocess.Popen[str], errors: Any, deadline: float)
         except OSError:  # not answering yet
             time.sleep(0.1)
     raise failed("did not answer /health in time")
-
-
-def paper_png(digit: np.ndarray) -> bytes:
-    """A PNG file of an MNIST-formatted digit drawn black on 280×280 white paper, like the page's canvas."""
-    from mnist_cnn.inference.images import draw_on_paper
-
-    rows, cols = np.nonzero(digit)
-    ink_height, ink_width = np.ptp(rows) + 1, np.ptp(cols) + 1
-    height = min(200, round(200 * ink_height / ink_width))  # the ink fits a 200×200 box in the middle
-    width = round(ink_width * height / ink_height)
-    buffer = io.BytesIO()
-    draw_on_paper(digit, (280, 280), height, ((280 - width) // 2, (280 - height) // 2)).save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 @dataclass(frozen=True)

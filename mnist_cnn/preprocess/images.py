@@ -18,11 +18,11 @@ from typing import Union
 
 import numpy as np
 import torch
-from PIL import Image, ImageFilter, ImageOps
+from PIL import Image, ImageOps
 
-from mnist_cnn.config import MAX_PIXELS
 from mnist_cnn.data.pixels import SIZE, checked_pixels, image_batch
-from mnist_cnn.inference.ink import find_ink, flat_paper
+from mnist_cnn.preprocess import MAX_PIXELS
+from mnist_cnn.preprocess.ink import find_ink, flat_paper
 
 ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray, torch.Tensor]  # bytes: an encoded file
 # The file formats read, by Pillow's own decoders. Never the others Pillow knows: EPS and PS run Ghostscript, and
@@ -188,23 +188,3 @@ def image_files(pattern: str) -> list[Path]:
     if path.is_dir():
         return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     return sorted(Path(match) for match in glob.glob(str(path), recursive=True) if Path(match).is_file())
-
-
-def draw_on_paper(
-    digit: np.ndarray,
-    canvas: tuple[int, int],
-    height: int,
-    corner: tuple[int, int],
-    stroke: ImageFilter.Filter | None = None,
-) -> Image.Image:
-    """An MNIST digit redrawn as a user's image: black ink on white paper of size ``canvas`` (width, height),
-    cropped to the ink, scaled to ``height`` pixels, pasted at ``corner``, strokes thickened or thinned by
-    ``stroke`` (e.g. ``ImageFilter.MaxFilter(7)``). For tests and benchmarks of the preprocessing."""
-    rows, cols = np.nonzero(digit)
-    ink = Image.fromarray(digit[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1])
-    ink = ink.resize((max(1, round(ink.width * height / ink.height)), height), Image.Resampling.BICUBIC)
-    if stroke is not None:
-        ink = ink.filter(stroke)
-    page = Image.new("L", canvas, 255)
-    page.paste(Image.eval(ink, lambda value: 255 - value), corner)
-    return page

@@ -7,27 +7,38 @@ import sys
 import tempfile
 from pathlib import Path
 
-from mnist_cnn.bench.common import wall_seconds
+from benchmarks.common import wall_seconds
+from benchmarks.drawing import draw_on_paper
 
 
 def startup(root: str | None, repeats: int) -> dict[str, float]:
-    """Seconds for ``train --help`` and for a one-batch LeNet-5 run (one validation batch, no test), shell to
-    shell: an upper bound of the time to the first training step."""
+    """Seconds, shell to shell, for ``train --help``; a one-batch LeNet-5 run (one validation batch, no test): an
+    upper bound of the time to the first training step; ``evaluate ckpt_path=lenet5`` (the 10k test digits and the
+    report); and ``predict`` of one PNG file."""
+    from mnist_cnn.data.files import read_test_split
+
     with tempfile.TemporaryDirectory() as work:
         data = [f"data.root={root}"] if root else []
         one_batch = ["model=lenet5", "trainer.max_epochs=1", "trainer.limit_train_batches=1", "test=false"]
         one_batch += ["trainer.limit_val_batches=1", f"checkpoint_root={work}", *data]
         train = [sys.executable, "-m", "mnist_cnn.train"]
+        images, _ = read_test_split(root)
+        draw_on_paper(images[0, 0].numpy(), (300, 200), 100, (40, 50)).save(Path(work) / "digit.png")
         return {
             "help_s": wall_seconds([*train, "--help"], work, repeats),
             "one_batch_run_s": wall_seconds([*train, *one_batch], work, repeats),
+            "evaluate_s": wall_seconds(
+                [sys.executable, "-m", "mnist_cnn.evaluate", "ckpt_path=lenet5", *data], work, repeats
+            ),
+            "predict_one_file_s": wall_seconds(
+                [sys.executable, "-m", "mnist_cnn.predict", "inputs=digit.png"], work, repeats
+            ),
         }
 
 
 def predict_files(count: int, root: str | None, repeats: int) -> dict[str, float]:
     """Seconds for ``python -m mnist_cnn.predict`` on ``count`` PNGs of test digits drawn on 300×200 paper."""
     from mnist_cnn.data.files import read_test_split
-    from mnist_cnn.inference.images import draw_on_paper
 
     images, labels = read_test_split(root)
     with tempfile.TemporaryDirectory() as work:
