@@ -20,7 +20,8 @@ def startup(root: str | None, repeats: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as work:
         data = [f"data.root={root}"] if root else []
         one_batch = ["model=lenet5", "trainer.max_epochs=1", "trainer.limit_train_batches=1", "test=false"]
-        one_batch += ["trainer.limit_val_batches=1", f"checkpoint_root={work}", *data]
+        # the runs go to runs/, not ./lenet5/, which would shadow the shipped model's name in ckpt_path=lenet5
+        one_batch += ["trainer.limit_val_batches=1", f"checkpoint_root={work}/runs", *data]
         train = [sys.executable, "-m", "mnist_cnn.train"]
         images, _ = read_test_split(root)
         draw_on_paper(images[0, 0].numpy(), (300, 200), 100, (40, 50)).save(Path(work) / "digit.png")
