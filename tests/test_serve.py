@@ -444,9 +444,9 @@ def guarded() -> Iterator[Server]:
 
 @pytest.fixture()
 def http() -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        session.headers["X-API-Key"] = KEY
-        yield session
+    with requests.Session() as client:
+        client.headers["X-API-Key"] = KEY
+        yield client
 
 
 def connect(server: Server) -> socket.socket:
