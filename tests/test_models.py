@@ -69,6 +69,14 @@ def test_create_model_takes_the_keras_channel_last_input_shape() -> None:
     assert get_model_info("lenet5", input_shape=(28, 28, 1)).input_shape == (1, 28, 28)
 
 
+def test_simple_cnn_width_sets_both_convolutions() -> None:
+    narrow = create_model("simple_cnn", base_width=24)
+    convolutions = [m for m in narrow.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convolutions] == [24, 48]
+    assert narrow(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+    assert count_parameters(narrow) < EXPECTED_PARAMETERS["simple_cnn"]
+
+
 def test_resnet_depth_is_configurable() -> None:
     shallow, deep = create_model("resnet", blocks_per_group=1), create_model("resnet", blocks_per_group=3)
     assert count_parameters(shallow) < count_parameters(create_model("resnet")) < count_parameters(deep)
@@ -86,6 +94,7 @@ def test_dropout_rate_reaches_the_layers() -> None:
         ("nope", {}, "unknown model 'nope'; registered models: custom_cnn, lenet5, resnet, simple_cnn"),
         ("lenet5", {"dropout_rate": 0.3}, "model 'lenet5' does not accept dropout_rate"),
         ("simple_cnn", {"dropout_rate": 1.5}, "dropout_rate must be in [0, 1), got 1.5"),
+        ("simple_cnn", {"base_width": 0}, "base_width must be >= 1, got 0"),
         ("resnet", {"blocks_per_group": 0}, "blocks_per_group and base_width must be >= 1"),
     ],
 )
