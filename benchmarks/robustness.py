@@ -4,8 +4,7 @@ Each condition of ``benchmarks.corruptions`` is applied to the same fixed-seed s
 official test set's; ``--digits val`` takes them from the 5,000-image validation split of the training set, to
 choose thresholds without the test set). Photos go through the user's path, ``to_mnist`` then the model, as
 ``predict_images`` does; a photo the preprocessing refuses counts as wrong. MNIST-C-style corruptions are fed to
-the models as the 28×28 arrays they are, as MNIST-C measures them, and also through ``to_mnist`` (as a user's
-28×28 image file would be), reported as a second group.
+the models as the 28×28 arrays they are, as MNIST-C measures them (and as a user's 28×28 image file is read).
 """
 
 from __future__ import annotations
@@ -34,7 +33,6 @@ GROUPS = {
     "photo-like": "paper, light, noise, focus, JPEG; through the preprocessing",
     "other photos": "writing and framing; through the preprocessing",
     "MNIST-C": "MNIST-C-style corruptions, 28×28 arrays fed to the model as they are",
-    "MNIST-C preprocessed": "the same corruptions as 28×28 image files, through the preprocessing",
 }
 EXAMPLES = 5  # renderings per condition on the sheet
 UNALTERED = 5000  # digits scored as they are, for the share of right answers flagged uncertain
@@ -82,7 +80,7 @@ def render(digits: np.ndarray, seed: int, workers: int | None = None) -> list[Co
 
 
 def render_condition(task: tuple[str, str], digits: np.ndarray, seed: int) -> list[Condition]:
-    """One condition applied to every digit: a photo, or an MNIST-C corruption (as arrays and as files)."""
+    """One condition applied to every digit: a photo, or an MNIST-C corruption."""
     kind, name = task
     if kind == "photo":
         rng = np.random.default_rng([seed, list(PHOTOS).index(name)])
@@ -91,11 +89,7 @@ def render_condition(task: tuple[str, str], digits: np.ndarray, seed: int) -> li
         return [Condition(name, group, *_preprocessed(pages), pages[:EXAMPLES])]
     rng = np.random.default_rng([seed, 1000 + list(MNIST_C).index(name)])
     corrupted = np.stack([np.round(MNIST_C[name](digit, rng) * 255).astype(np.uint8) for digit in digits])
-    as_files = _preprocessed([Image.fromarray(image) for image in corrupted])
-    return [
-        Condition(name, "MNIST-C", corrupted, np.zeros(len(digits), dtype=bool)),
-        Condition(name, "MNIST-C preprocessed", *as_files, list(corrupted[:EXAMPLES])),
-    ]
+    return [Condition(name, "MNIST-C", corrupted, np.zeros(len(digits), dtype=bool), list(corrupted[:EXAMPLES]))]
 
 
 def predict(model: torch.nn.Module, conditions: list[Condition]) -> list[Predictions]:

@@ -78,6 +78,19 @@ def test_a_28x28_array_is_taken_as_mnist_formatted() -> None:
     np.testing.assert_array_equal(to_mnist(digit / 255.0), digit)  # float pixels in 0-1: the same image
 
 
+def test_a_28x28_image_file_is_taken_as_mnist_formatted_in_either_polarity() -> None:
+    digit = np.zeros((28, 28), dtype=np.uint8)
+    digit[2:6, 2:6] = 200  # off centre: preprocessing would move it
+    files = {}
+    for name, pixels in (("light ink", digit), ("dark ink", 255 - digit)):
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, "PNG")
+        files[name] = buffer.getvalue()
+    np.testing.assert_array_equal(to_mnist(files["light ink"]), digit)
+    np.testing.assert_array_equal(to_mnist(files["dark ink"]), 255 - digit)  # the model input inverts it
+    np.testing.assert_array_equal(to_mnist(Image.fromarray(digit).convert("RGB")), digit)
+
+
 def test_a_blank_image_is_refused() -> None:
     with pytest.raises(ValueError, match="no digit"):
         to_mnist(Image.new("L", (50, 50), 255))

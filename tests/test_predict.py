@@ -10,7 +10,7 @@ import pytest
 from conftest import decompression_bomb
 from helpers.cli import run_command
 from helpers.imports import refusing_imports
-from PIL import ImageFilter
+from PIL import Image, ImageFilter
 
 from benchmarks.drawing import draw_on_paper
 from mnist_cnn import Evaluator, MNISTClassifier, Predictions, read_splits
@@ -106,6 +106,20 @@ def test_bad_options_stop_before_reading_anything(override: str, message: str, t
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
     assert list(tmp_path.iterdir()) == []  # no outputs/ folder, no file
+
+
+def test_28x28_files_in_either_polarity_get_the_answers_of_their_arrays(fake_root: Path, tmp_path: Path) -> None:
+    model = MNISTClassifier.from_pretrained("lenet5")
+    _, _, (images, _) = read_splits(fake_root, val_size=100, download=False)
+    stack = images[:20, 0].numpy()
+    files = []
+    for index, digit in enumerate(stack):
+        for polarity, pixels in (("light", digit), ("dark", 255 - digit)):
+            files.append(tmp_path / f"{index:02d}_{polarity}.png")
+            Image.fromarray(pixels).save(files[-1])
+    from_files = model.predict_images(files)
+    expected = model.predict_images(stack).labels.tolist()
+    assert from_files.labels[0::2].tolist() == expected and from_files.labels[1::2].tolist() == expected
 
 
 def test_predict_images_takes_paths_pil_images_and_arrays(fake_root: Path, tmp_path: Path) -> None:

@@ -109,7 +109,7 @@ def test_bench_robustness_scores_every_shipped_model_and_draws_the_sheet(fake_ro
     assert len(names) == len(corruptions.PHOTOS) + 2 * len(corruptions.MNIST_C)
     for model in results["models"].values():
         assert set(model["accuracy"]) == names and all(0 <= value <= 1 for value in model["accuracy"].values())
-        assert set(model["group_mean"]) == {"photo-like", "other photos", "MNIST-C", "MNIST-C preprocessed"}
+        assert set(model["group_mean"]) == {"photo-like", "other photos", "MNIST-C"}
     assert "| condition | custom_cnn |" in result.stdout and "*mean, MNIST-C*" in result.stdout
     with Image.open(sheet) as image:
         assert image.format == "PNG" and image.height > image.width  # a row per condition

@@ -34,6 +34,7 @@ INK_THRESHOLD = 0.2  # the digit's box holds the pixels with at least this much 
 WORKING_SIDE = 1024  # a larger image is reduced to this many pixels a side while it is decoded, before anything else
 CLEAN_INK_SIDE = 2 * BOX  # a clean image's ink is found on a copy reduced to span about this many pixels
 SPECKS = 0.02  # the share of a clean image's ink at each end of its span that is left out of it (specks, dust)
+MIN_SIDE = 8  # pixels: a narrower image cannot hold a legible digit (and the paper's fit needs rows and columns)
 
 
 class ImageError(ValueError):
@@ -108,6 +109,11 @@ def to_mnist(image: ImageInput, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     if isinstance(image, (np.ndarray, torch.Tensor)) and tuple(image.shape) == (SIZE, SIZE):
         return as_uint8(image_batch(image)[0, 0]).numpy()
     pixels = _grayscale_pixels(image, max_pixels)
+    if pixels.shape == (SIZE, SIZE):  # MNIST's own size: formatted already, as a 28 × 28 array is
+        return np.round(pixels).astype(np.uint8)
+    if min(pixels.shape) < MIN_SIDE:
+        height, width = pixels.shape
+        raise ImageError(f"the image is {width} × {height} pixels: a digit needs at least {MIN_SIDE} × {MIN_SIDE}")
     paper = flat_paper(pixels)
     if paper is not None:
         pixels = _clean_working_copy(pixels, paper)

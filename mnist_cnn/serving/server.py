@@ -35,7 +35,7 @@ from mnist_cnn.inference.backends import Classifier
 from mnist_cnn.inference.classify import UNCERTAIN_BELOW, Predictions
 from mnist_cnn.serving.api_schema import PREDICT_BODY, ErrorAnswer, PredictAnswer
 from mnist_cnn.serving.batching import DynamicBatcher
-from mnist_cnn.serving.limits import AllowedHosts, BodyLimit, SecurityHeaders
+from mnist_cnn.serving.limits import SECURITY_HEADERS, AllowedHosts, BodyLimit, SecurityHeaders
 from mnist_cnn.serving.protocol import GuardedHttpTools
 from mnist_cnn.serving.uploads import FORMS, BadRequest, file_images, read_json
 from mnist_cnn.weights.manifest import read_manifest
@@ -219,7 +219,9 @@ def create_app(
         message = (
             f"{request.method} {request.url.path} failed on the server ({type(error).__name__}); it goes on serving"
         )
-        return JSONResponse({"error": message}, status_code=500)
+        # Starlette answers this from its outermost middleware, outside SecurityHeaders: the headers go on here
+        headers = {name.decode(): value.decode() for name, value in SECURITY_HEADERS}
+        return JSONResponse({"error": message}, status_code=500, headers=headers)
 
     for route in list(app.routes):  # HEAD wherever GET: the same answer without its body
         if isinstance(route, APIRoute) and "GET" in route.methods:
