@@ -79,6 +79,12 @@ def publish(run_dir: Path, directory: Path = PRETRAINED_DIR, which: RunCheckpoin
     result = json.loads((finished / RESULT).read_text())
     source = run_checkpoint(run_dir, result, which)
     checkpoint = read_checkpoint(source)
+    if result.get("steps") is not None and checkpoint.get("global_step", 0) > result["steps"]:
+        raise CheckpointError(
+            f"{source} was saved after step {checkpoint['global_step']}, later than the {result['steps']} steps "
+            f"that {finished / RESULT} describes: a resume that did not finish saved it; resume the run "
+            f"(ckpt_path={run_dir}) and let it finish, then publish"
+        )
     held_out = checkpoint.get("datamodule_hyper_parameters")
     if held_out is None:
         raise CheckpointError(f"{source} does not record its data module, so its validation split is unknown")

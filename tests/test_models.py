@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn as nn
+from helpers.imports import refusing_imports
 
 from mnist_cnn import MNISTClassifier, create_model, get_model_info, list_models, read_test_split
 from mnist_cnn.data.pixels import normalize
@@ -102,6 +103,15 @@ def test_bad_model_requests_are_refused_clearly(name: str, kwargs: dict, message
     with pytest.raises(ValueError) as error:
         create_model(name, **kwargs)
     assert message in str(error.value)
+
+
+def test_a_pretrained_model_is_built_without_importing_lightning() -> None:
+    with refusing_imports("lightning", "torchmetrics") as asked:
+        import mnist_cnn
+
+        network = mnist_cnn.create_model("lenet5", pretrained=True)
+    assert asked == []
+    assert type(network).__name__ == "LeNet5" and not network.training
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_PARAMETERS))

@@ -235,6 +235,31 @@ def test_command_line_lists_the_manifest_and_refuses_a_non_run(tmp_path: Path) -
     assert manifest_before == (PRETRAINED_DIR / "manifest.json").read_text()
 
 
+def test_publish_refuses_a_checkpoint_saved_by_a_resume_that_did_not_finish(
+    trained_run: Path, fake_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_dir = _finished_run(tmp_path / "run", trained_run)
+    steps = json.loads((run_dir / "result.json").read_text())["steps"]
+    saved = torch.load(run_dir / "last.ckpt", weights_only=True)
+    assert saved["global_step"] == steps  # the final step of the finished run
+    saved["global_step"] = steps + 1  # a step further, saved by a resume interrupted before it wrote its result
+    torch.save(saved, run_dir / "last.ckpt")
+    (run_dir / "resume_1").mkdir()
+    monkeypatch.setenv("MNIST_DATA_DIR", str(fake_root))
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+
+    with pytest.raises(CheckpointError) as error:
+        publish(run_dir, directory=shipped, which="last")
+    assert str(error.value) == (
+        f"{run_dir / 'last.ckpt'} was saved after step {steps + 1}, later than the {steps} steps that "
+        f"{run_dir / 'result.json'} describes: a resume that did not finish saved it; resume the run "
+        f"(ckpt_path={run_dir}) and let it finish, then publish"
+    )
+    assert list(shipped.iterdir()) == []  # nothing shipped, no manifest written
+    assert publish(run_dir, directory=shipped).source_checkpoint == "best.ckpt"  # the best epoch is one it counts
+
+
 def test_publish_takes_the_result_of_the_latest_segment_that_finished(
     trained_run: Path, fake_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

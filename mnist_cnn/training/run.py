@@ -46,6 +46,7 @@ class TrainResult:
     fit_seconds: float
     report_dir: Path | None = None
     warm_up_seconds: float = 0.0  # on a GPU, before the fit: CUDA's start-up and compiling the network
+    steps: int | None = None  # optimizer steps trained, every segment of the run counted
 
     def summary(self) -> str:
         rows = [(name, f"{value:.4f}") for name, value in sorted(self.metrics.items())]
@@ -62,10 +63,11 @@ class TrainResult:
         return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
     def save(self, path: Path, seed: int | None) -> None:
-        """Write ``result.json``: metrics, epochs, fit time, seed, command line and machine."""
+        """Write ``result.json``: metrics, epochs and steps, fit time, seed, command line and machine."""
         record = {
             "metrics": self.metrics,
             "epochs": self.epochs,
+            "steps": self.steps,
             "fit_seconds": round(self.fit_seconds, 2),
             "warm_up_seconds": round(self.warm_up_seconds, 2),
             "seed": seed,
@@ -294,7 +296,9 @@ def train(cfg: TrainConfig, run_dir: Path, segment: Path) -> TrainResult:
         )
         metrics.update(test_metrics)
         report = segment / "evaluation"
-    result = TrainResult(run_dir, best, metrics, trainer.current_epoch, fit_seconds, report, warm_up_seconds)
+    result = TrainResult(
+        run_dir, best, metrics, trainer.current_epoch, fit_seconds, report, warm_up_seconds, trainer.global_step
+    )
     if trainer.is_global_zero:
         result.save(segment / RESULT, cfg.seed)
     return result
