@@ -1,7 +1,8 @@
 """Typed schemas for the root configs in ``conf/``, and the checks that types cannot express.
 
 The YAML files hold every value but those the library defines, which the dataclasses give as defaults (``max_pixels``:
-``mnist_cnn.preprocess.MAX_PIXELS``; ``opset``: ``mnist_cnn.onnx.OPSET``); the dataclasses hold the types, so
+``mnist_cnn.preprocess.MAX_PIXELS``; ``opset``: ``mnist_cnn.onnx.OPSET``; the data options:
+``mnist_cnn.data.options``); the dataclasses hold the types, so
 OmegaConf rejects ``data.batch_size=abc`` while composing. Components (``optimizer``, ``scheduler``,
 ``trainer``, ``callbacks``, ``logger``) are free-form nodes naming their class in ``_target_``: their arguments are
 checked against the class when it is built. ``validate`` refuses keys nothing reads (``+foo=1``), missing values
@@ -21,7 +22,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, MissingMandatoryValue, OmegaConf
 
-from mnist_cnn.data.options import Augmentation, Corruption, Degradation
+from mnist_cnn.data.options import Augmentation, Corruption, Degradation, Loading
 from mnist_cnn.errors import ConfigError
 from mnist_cnn.inference import BACKENDS
 from mnist_cnn.onnx import OPSET
@@ -33,19 +34,12 @@ from mnist_cnn.rules import FRACTION, NON_NEGATIVE, POSITIVE, Rule, between, num
 
 
 @dataclass
-class DataConfig:
-    """Arguments of ``MNISTDataModule``; the augmentation options are typed objects with their own defaults."""
+class DataConfig(Loading):
+    """Arguments of ``MNISTDataModule``: typed options with their defaults and ranges (``mnist_cnn.data.options``)."""
 
-    root: Optional[str] = MISSING
-    download: bool = MISSING
-    batch_size: int = MISSING
-    eval_batch_size: int = MISSING
-    val_size: int = MISSING
-    split_seed: int = MISSING
     augment: Optional[Augmentation] = field(default_factory=Augmentation)  # null: no distortion
     degrade: Degradation = field(default_factory=Degradation)
     corrupt: Corruption = field(default_factory=Corruption)
-    on_device: bool = MISSING
 
 
 # The flat data keys of mnist_cnn 0.2, by the key of the typed option that holds each now (docs/configuration.md).
@@ -186,11 +180,6 @@ RULES: dict[str, Rule] = {
     "optimizer.weight_decay": NON_NEGATIVE,
     "optimizer.momentum": FRACTION,
     "label_smoothing": FRACTION,
-    "data.batch_size": POSITIVE,
-    "data.eval_batch_size": POSITIVE,
-    "data.val_size": number(
-        lambda value: value >= 0, "a number >= 0 (0 trains on all 60,000 images, without validation)"
-    ),
     "model.dropout_rate": FRACTION,
     "trainer.max_epochs": POSITIVE,
     "trainer.log_every_n_steps": POSITIVE,

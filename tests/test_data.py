@@ -70,6 +70,20 @@ def test_val_size_must_leave_training_images(fake_root: Path) -> None:
         read_splits(fake_root, val_size=600)
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"batch_size": 0}, "batch_size=0 is not allowed: use a number > 0"),
+        ({"eval_batch_size": -1}, "eval_batch_size=-1 is not allowed: use a number > 0"),
+        ({"val_size": -5}, "val_size=-5 is not allowed: use a number >= 0 (0 trains on all 60,000 images"),
+    ],
+)
+def test_a_data_module_refuses_out_of_range_options_as_the_config_does(options: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        MNISTDataModule(**options)
+    assert str(error.value).startswith(message)
+
+
 def test_load_mnist_returns_normalised_floats(fake_root: Path) -> None:
     raw = read_splits(fake_root, val_size=100)
     train, val, test = load_mnist(fake_root, val_size=100)

@@ -21,7 +21,7 @@ from mnist_cnn.data.augment import random_degradation, random_distortion
 from mnist_cnn.data.corrupt import random_corruption
 from mnist_cnn.data.files import Split, ensure_mnist, read_test_split, read_train_split, split_indices
 from mnist_cnn.data.labels import class_indices
-from mnist_cnn.data.options import Augmentation, Corruption, Degradation
+from mnist_cnn.data.options import Augmentation, Corruption, Degradation, Loading
 from mnist_cnn.data.pixels import MEAN, STD, image_batch, normalize, standardize
 
 # Set by from_arrays itself: its data are the arrays, and its validation set is given by ``val``.
@@ -98,18 +98,19 @@ class MNISTDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        root: str | None = None,
-        download: bool = True,
-        batch_size: int = 64,
-        eval_batch_size: int = 1024,
-        val_size: int = 5000,
-        split_seed: int = 42,
+        root: str | None = Loading.root,
+        download: bool = Loading.download,
+        batch_size: int = Loading.batch_size,
+        eval_batch_size: int = Loading.eval_batch_size,
+        val_size: int = Loading.val_size,
+        split_seed: int = Loading.split_seed,
         augment: Augmentation | None = DEFAULT_AUGMENTATION,
         degrade: Degradation = DEFAULT_DEGRADATION,
         corrupt: Corruption = DEFAULT_CORRUPTION,
-        on_device: bool = True,
+        on_device: bool = Loading.on_device,
     ) -> None:
         super().__init__()
+        Loading(root, download, batch_size, eval_batch_size, val_size, split_seed, on_device)  # refuses bad values
         # Copies, so that changing one data module's options never changes the defaults every other one shares.
         self.augment = replace(augment) if augment is not None else None
         self.degrade, self.corrupt = replace(degrade), replace(corrupt)

@@ -1,7 +1,7 @@
-"""The training data's options as typed objects, each with its default and its range, written once: the config
-schema nests them (``data.augment``, ``data.degrade``, ``data.corrupt``), ``MNISTDataModule`` takes them and so do
-the functions that apply them (``mnist_cnn.data.augment``, ``mnist_cnn.data.corrupt``). A value out of range is
-refused when the object is made (``mnist_cnn.rules``).
+"""The data's options as typed objects, each with its default and its range, written once: the config schema
+takes them (``Loading``'s as ``data.<setting>``; ``data.augment``, ``data.degrade``, ``data.corrupt`` nested),
+``MNISTDataModule`` takes them and so do the functions that apply them (``mnist_cnn.data.augment``,
+``mnist_cnn.data.corrupt``). A value out of range is refused when the object is made (``mnist_cnn.rules``).
 
 Not frozen: OmegaConf makes a frozen dataclass a read-only config node, which command-line overrides could not
 change.
@@ -10,8 +10,11 @@ change.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
-from mnist_cnn.rules import FRACTION, NON_NEGATIVE, POSITIVE, PROBABILITY, allowed, between, check_fields
+from mnist_cnn.rules import FRACTION, NON_NEGATIVE, POSITIVE, PROBABILITY, allowed, between, check_fields, number
+
+# Optional[...] rather than "X | None": OmegaConf 2.3 understands only the former.
 
 
 class Checked:
@@ -19,6 +22,21 @@ class Checked:
 
     def __post_init__(self) -> None:
         check_fields(self)
+
+
+@dataclass
+class Loading(Checked):
+    """Where MNIST's files are, and how its images are split and batched."""
+
+    root: Optional[str] = None  # None: $MNIST_DATA_DIR, else ./data; the files in <root>/MNIST/raw/
+    download: bool = True  # through torchvision, when the files are missing
+    batch_size: int = allowed(64, POSITIVE)  # training batches
+    eval_batch_size: int = allowed(1024, POSITIVE)  # validation and test batches (no gradients: larger is faster)
+    val_size: int = allowed(
+        5000, number(lambda value: value >= 0, "a number >= 0 (0 trains on all 60,000 images, without validation)")
+    )  # held out of the 60,000 training images
+    split_seed: int = 42  # fixes which images are held out, whatever the run's seed
+    on_device: bool = True  # the whole dataset on the GPU when training on one
 
 
 @dataclass
