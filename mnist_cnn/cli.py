@@ -97,6 +97,12 @@ def explain(error: Exception) -> str:
     return " ".join(lines[:2]) if lines else type(error).__name__
 
 
+# At exit, Python's last garbage collections walk every object the imports made (torch's: about 0.4 s on a 2-core
+# CPU); frozen first, they are skipped. Objects left in reference cycles then go unfinalised, which nothing here
+# relies on: files are closed by their ``with`` blocks.
+atexit.register(gc.freeze)
+
+
 def hydra_command(config_name: str) -> Callable[[Task], Callable[[], Any]]:
     """Decorate a task into a command's ``main()`` that composes ``conf/<config_name>.yaml`` with Hydra."""
 
@@ -111,10 +117,6 @@ def hydra_command(config_name: str) -> Callable[[Task], Callable[[], Any]]:
 
         def main() -> Any:
             os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # composition errors reach this function unprinted
-            # At exit, Python's last garbage collections walk every object the imports made (torch's: about 0.4 s
-            # on a 2-core CPU); frozen first, they are skipped. Objects left in reference cycles then go
-            # unfinalised, which nothing here relies on: files are closed by their ``with`` blocks.
-            atexit.register(gc.freeze)
             try:
                 return hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=config_name)(in_hydra)()
             except (ConfigCompositionException, MissingConfigException) as error:

@@ -8,6 +8,7 @@ rule in ``mnist_cnn.config.RULES``.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +19,7 @@ Rule = tuple[Callable[[Any], bool], str]  # (is the value allowed, what is allow
 
 def number(check: Callable[[float], bool], allowed: str) -> Rule:
     """A rule for numbers (not booleans) that pass ``check``."""
-    return (lambda value: isinstance(value, (int, float)) and not isinstance(value, bool) and check(value)), allowed
+    return (lambda value: isinstance(value, numbers.Real) and not isinstance(value, bool) and check(value)), allowed
 
 
 def between(low: float, high: float, allowed: str) -> Rule:

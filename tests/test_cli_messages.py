@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -90,3 +92,15 @@ def test_the_model_summary_is_printed_once(fake_root: Path, tmp_path: Path) -> N
     assert "INFO:" not in result.stderr
     (log,) = tmp_path.glob("checkpoints/lenet5/*/train.log")
     assert log.read_text().count("Trainable params") == 1
+
+
+def test_a_command_freezes_the_collectors_objects_before_the_interpreter_ends() -> None:
+    """The freeze spares the final garbage collections a walk over every imported object; a probe registered
+    before the command layer is imported runs after its exit handlers (atexit runs them last-in, first-out)."""
+    probe = (
+        "import atexit, gc\n"
+        "atexit.register(lambda: print('frozen objects at exit:', gc.get_freeze_count() > 0))\n"
+        "import mnist_cnn.cli\n"
+    )
+    finished = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert finished.stdout == "frozen objects at exit: True\n"

@@ -84,6 +84,10 @@ def test_a_data_module_refuses_out_of_range_options_as_the_config_does(options: 
     assert str(error.value).startswith(message)
 
 
+def test_a_data_module_takes_numpy_integers() -> None:
+    assert MNISTDataModule(batch_size=np.int64(32), val_size=np.int32(100)).hparams["batch_size"] == 32
+
+
 def test_load_mnist_returns_normalised_floats(fake_root: Path) -> None:
     raw = read_splits(fake_root, val_size=100)
     train, val, test = load_mnist(fake_root, val_size=100)

@@ -89,6 +89,36 @@ def test_a_28x28_image_file_is_taken_as_mnist_formatted_in_either_polarity() -> 
     np.testing.assert_array_equal(to_mnist(files["light ink"]), digit)
     np.testing.assert_array_equal(to_mnist(files["dark ink"]), 255 - digit)  # the model input inverts it
     np.testing.assert_array_equal(to_mnist(Image.fromarray(digit).convert("RGB")), digit)
+    buffer = io.BytesIO()
+    Image.fromarray(digit).save(buffer, "JPEG", quality=95)
+    np.testing.assert_array_equal(to_mnist(buffer.getvalue()), np.asarray(Image.open(buffer)))  # decoded, not refitted
+
+
+@pytest.mark.parametrize(
+    "image",
+    [Image.new("L", (28, 28), 0), Image.new("L", (28, 28), 255), Image.new("RGBA", (28, 28), (255, 255, 255, 0))],
+    ids=["black", "white", "transparent"],
+)
+def test_a_blank_28x28_image_is_refused_as_holding_no_digit(image: Image.Image) -> None:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    with pytest.raises(ValueError, match="^the image holds no digit: it is blank or has no contrast$"):
+        to_mnist(buffer.getvalue())
+
+
+def test_an_image_narrower_than_a_digit_is_refused_saying_its_size() -> None:
+    with pytest.raises(ImageError, match="^the image is 7 × 40 pixels: a digit needs at least 8 pixels a side$"):
+        to_mnist(Image.new("L", (7, 40), 255))
+    with pytest.raises(ImageError, match="^the image is 40 × 7 pixels: a digit needs at least 8 pixels a side$"):
+        to_mnist(np.full((7, 40), 255, dtype=np.uint8))
+    buffer = io.BytesIO()
+    Image.new("L", (16, 4000), 255).save(buffer, "PNG")
+    with pytest.raises(ImageError) as error:
+        to_mnist(buffer.getvalue())
+    assert str(error.value) == (
+        "the image is 16 × 4,000 pixels: a digit needs at least 8 pixels a side once its long side is reduced to 1,024"
+    )
+    assert to_mnist(_bar_on_paper((8, 60), (2, 10, 6, 50))).max() == 255  # 8 pixels a side are enough
 
 
 def test_a_blank_image_is_refused() -> None:

@@ -279,9 +279,9 @@ BAD_REQUESTS = {  # name: (request arguments, status, part of the error)
     "too many base64 images": ({"json": {"images": ["AA=="] * 17}}, 400, "more than the 16 allowed (max_images)"),
     "too many files": (None, 400, "Too many files"),
     "an image over max_pixels": (None, 400, f"is 5,000 × 4,000 pixels, more than the {MAX_PIXELS:,} allowed"),
-    "a 68 KB image of 7,000 × 7,000": (None, 400, f"is 7,000 × 7,000 pixels, more than the {MAX_PIXELS:,} allowed"),
+    "a PNG of 7,000 × 7,000": (None, 400, f"is 7,000 × 7,000 pixels, more than the {MAX_PIXELS:,} allowed"),
     "an image 1 pixel wide": (files(encoded(Image.new("L", (1, 50)), "PNG")), 400,
-                              "the image is 1 × 50 pixels: a digit needs at least 8 × 8"),
+                              "the image is 1 × 50 pixels: a digit needs at least 8 pixels a side"),
     "4,300 pixel images": ({"json": {"pixels": [[[0] * 3]] * 4300}}, 400, "4300 images in one request"),
     "images over max_request_pixels": (None, 413, "claim 80,000,000 pixels together, more than the 64,000,000"),
     "body over max_upload_mb": ({"content": b"{" * (3 * 2**20), "headers": {"Content-Type": "application/json"}},
@@ -301,7 +301,7 @@ def test_bad_input_gets_a_4xx_saying_what_was_wrong_and_the_next_request_is_answ
         arguments = files(*[confident_digits[0].png] * 17)
     elif case == "an image over max_pixels":
         arguments = files(decompression_bomb(5000, 4000))  # 20 megapixels claimed in 20 KB
-    elif case == "a 68 KB image of 7,000 × 7,000":
+    elif case == "a PNG of 7,000 × 7,000":
         arguments = files(decompression_bomb(7000, 7000))
     elif case == "images over max_request_pixels":
         arguments = files(*[decompression_bomb(4000, 4000)] * 5)  # each allowed, not all five together

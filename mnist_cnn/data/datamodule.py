@@ -110,7 +110,10 @@ class MNISTDataModule(L.LightningDataModule):
         on_device: bool = Loading.on_device,
     ) -> None:
         super().__init__()
-        Loading(root, download, batch_size, eval_batch_size, val_size, split_seed, on_device)  # refuses bad values
+        Loading(  # refuses values out of range, as the config does
+            root=root, download=download, batch_size=batch_size, eval_batch_size=eval_batch_size,
+            val_size=val_size, split_seed=split_seed, on_device=on_device,
+        )  # fmt: skip
         # Copies, so that changing one data module's options never changes the defaults every other one shares.
         self.augment = replace(augment) if augment is not None else None
         self.degrade, self.corrupt = replace(degrade), replace(corrupt)

@@ -14,8 +14,6 @@ from typing import Optional
 
 from mnist_cnn.rules import FRACTION, NON_NEGATIVE, POSITIVE, PROBABILITY, allowed, between, check_fields, number
 
-# Optional[...] rather than "X | None": OmegaConf 2.3 understands only the former.
-
 
 class Checked:
     """Refuses, when made, a value that its field's rule does not allow."""
@@ -28,6 +26,7 @@ class Checked:
 class Loading(Checked):
     """Where MNIST's files are, and how its images are split and batched."""
 
+    # Optional[str] rather than "str | None": OmegaConf 2.3 understands only the former.
     root: Optional[str] = None  # None: $MNIST_DATA_DIR, else ./data; the files in <root>/MNIST/raw/
     download: bool = True  # through torchvision, when the files are missing
     batch_size: int = allowed(64, POSITIVE)  # training batches

@@ -1,8 +1,9 @@
 """Turn a user's digit image (any size, either polarity) into a 28×28 MNIST-formatted uint8 array.
 
 MNIST's own recipe (LeCun et al.): the digit is size-normalised to fit a 20×20 box keeping its aspect
-ratio, anti-aliased, then placed in a 28×28 field so that its centre of mass sits at the centre.
-Written by hand because torchvision's transforms resize whole images, not the ink inside them.
+ratio, anti-aliased, then placed in a 28×28 field so that its centre of mass sits at the centre. An image that
+is 28×28 already is MNIST's format and is taken as it is. Written by hand because torchvision's transforms
+resize whole images, not the ink inside them.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ WORKING_SIDE = 1024  # a larger image is reduced to this many pixels a side whil
 CLEAN_INK_SIDE = 2 * BOX  # a clean image's ink is found on a copy reduced to span about this many pixels
 SPECKS = 0.02  # the share of a clean image's ink at each end of its span that is left out of it (specks, dust)
 MIN_SIDE = 8  # pixels: a narrower image cannot hold a legible digit (and the paper's fit needs rows and columns)
+NO_DIGIT = "the image holds no digit: it is blank or has no contrast"
 
 
 class ImageError(ValueError):
@@ -85,7 +87,18 @@ def _opened(source: str | os.PathLike[str] | bytes, max_pixels: int) -> Iterator
             raise ImageError(
                 f"the image is {width:,} × {height:,} pixels, more than the {max_pixels:,} allowed (max_pixels)"
             )
+        check_digit_size(width, height, min(1.0, WORKING_SIDE / max(width, height)))
         yield image
+
+
+def check_digit_size(width: int, height: int, scale: float = 1.0) -> None:
+    """An ``ImageError`` unless the image, read at ``scale`` (a file's reduction to ``WORKING_SIDE``), keeps at least
+    ``MIN_SIDE`` pixels a side."""
+    if min(width, height) * scale < MIN_SIDE:
+        reduced = f" once its long side is reduced to {WORKING_SIDE:,}" if scale < 1 else ""
+        raise ImageError(
+            f"the image is {width:,} × {height:,} pixels: a digit needs at least {MIN_SIDE} pixels a side{reduced}"
+        )
 
 
 def flatten_alpha(image: Image.Image) -> Image.Image:
@@ -100,27 +113,28 @@ def flatten_alpha(image: Image.Image) -> Image.Image:
 
 
 def to_mnist(image: ImageInput, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """A (28, 28) uint8 array of white ink on black, centred like MNIST's digits.
+    """A (28, 28) uint8 array of the digit, placed like MNIST's: white ink on black, fitted in 20 × 20, centred by mass.
 
     ``image`` is a file path, the bytes of an image file, a PIL image or an array (H×W grayscale or H×W×3 RGB).
-    A (28, 28) array is taken as already MNIST-formatted (uint8 0-255 or float 0-1 pixels, see
-    ``mnist_cnn.data.pixels``). Files are read with ``open_grayscale``'s ``max_pixels`` limit.
+    An image of 28 × 28 pixels (array, file or PIL image) is MNIST's format already: it comes back as it is, in its
+    own polarity (the model input standardises it: ``mnist_cnn.data.pixels.standardize``); a 28 × 28 array of
+    uint8 0-255 or float 0-1 pixels, see ``mnist_cnn.data.pixels``. Files are read with ``open_grayscale``'s
+    ``max_pixels`` limit. A ``ValueError`` (``ImageError`` for a file) says why an image cannot be read.
     """
     if isinstance(image, (np.ndarray, torch.Tensor)) and tuple(image.shape) == (SIZE, SIZE):
         return as_uint8(image_batch(image)[0, 0]).numpy()
     pixels = _grayscale_pixels(image, max_pixels)
     if pixels.shape == (SIZE, SIZE):  # MNIST's own size: formatted already, as a 28 × 28 array is
+        if pixels.min() == pixels.max():
+            raise ValueError(NO_DIGIT)
         return np.round(pixels).astype(np.uint8)
-    if min(pixels.shape) < MIN_SIDE:
-        height, width = pixels.shape
-        raise ImageError(f"the image is {width} × {height} pixels: a digit needs at least {MIN_SIDE} × {MIN_SIDE}")
     paper = flat_paper(pixels)
     if paper is not None:
         pixels = _clean_working_copy(pixels, paper)
     ink = find_ink(pixels)
     rows, cols = np.nonzero(ink > INK_THRESHOLD)
     if len(rows) == 0:
-        raise ValueError("the image holds no digit: it is blank or has no contrast")
+        raise ValueError(NO_DIGIT)
     crop = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
     return _centre_by_mass(_fit_box(crop))
 
@@ -134,6 +148,7 @@ def _grayscale_pixels(image: ImageInput, max_pixels: int) -> np.ndarray:
     if isinstance(image, (str, os.PathLike, bytes)):
         image = open_grayscale(image if isinstance(image, bytes) else Path(image), max_pixels)
     elif isinstance(image, Image.Image):
+        check_digit_size(*image.size)
         image = flatten_alpha(image).convert("L")
     else:
         pixels = checked_pixels(torch.as_tensor(np.array(image))).numpy()
@@ -142,6 +157,7 @@ def _grayscale_pixels(image: ImageInput, max_pixels: int) -> np.ndarray:
             array = array[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601 luma, as PIL's "L"
         if array.ndim != 2:
             raise ValueError(f"an image array must be H×W or H×W×3, got shape {array.shape}")
+        check_digit_size(array.shape[1], array.shape[0])
         return array
     return np.asarray(image, dtype=np.float32)
 

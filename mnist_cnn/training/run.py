@@ -297,7 +297,7 @@ def train(cfg: TrainConfig, run_dir: Path, segment: Path) -> TrainResult:
         metrics.update(test_metrics)
         report = segment / "evaluation"
     result = TrainResult(
-        run_dir, best, metrics, trainer.current_epoch, fit_seconds, report, warm_up_seconds, trainer.global_step
+        run_dir, best, metrics, trainer.current_epoch, fit_seconds, report, warm_up_seconds, steps=trainer.global_step
     )
     if trainer.is_global_zero:
         result.save(segment / RESULT, cfg.seed)
