@@ -16,7 +16,7 @@ class Prediction(BaseModel):
     uncertain: bool  # the probability is below the model's threshold (/health: uncertain_below): too low to trust
     probabilities: list[float]
     top_k: list[tuple[int, float]]
-    input: list[list[int]] | None = None  # with ?include_input=true: the 28×28 pixels the model saw
+    input: list[list[int]] | None = None  # with ?include_input=true: the 28×28 pixels the image became
 
 
 class PredictAnswer(BaseModel):
