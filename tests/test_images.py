@@ -30,6 +30,13 @@ def _ink_box(pixels: np.ndarray, level: int = 128) -> tuple[int, int]:
     return rows.max() - rows.min() + 1, cols.max() - cols.min() + 1
 
 
+def _encoded(image: Image.Image, kind: str = "PNG", **options: object) -> bytes:
+    """``image`` as the bytes of a ``kind`` file."""
+    buffer = io.BytesIO()
+    image.save(buffer, kind, **options)
+    return buffer.getvalue()
+
+
 def _bar_on_paper(
     size: tuple[int, int] = (300, 200), box: tuple[int, int, int, int] = (30, 40, 70, 140)
 ) -> Image.Image:
@@ -81,17 +88,11 @@ def test_a_28x28_array_is_taken_as_mnist_formatted() -> None:
 def test_a_28x28_image_file_is_taken_as_mnist_formatted_in_either_polarity() -> None:
     digit = np.zeros((28, 28), dtype=np.uint8)
     digit[2:6, 2:6] = 200  # off centre: preprocessing would move it
-    files = {}
-    for name, pixels in (("light ink", digit), ("dark ink", 255 - digit)):
-        buffer = io.BytesIO()
-        Image.fromarray(pixels).save(buffer, "PNG")
-        files[name] = buffer.getvalue()
-    np.testing.assert_array_equal(to_mnist(files["light ink"]), digit)
-    np.testing.assert_array_equal(to_mnist(files["dark ink"]), 255 - digit)  # the model input inverts it
+    np.testing.assert_array_equal(to_mnist(_encoded(Image.fromarray(digit))), digit)
+    np.testing.assert_array_equal(to_mnist(_encoded(Image.fromarray(255 - digit))), 255 - digit)  # the model inverts it
     np.testing.assert_array_equal(to_mnist(Image.fromarray(digit).convert("RGB")), digit)
-    buffer = io.BytesIO()
-    Image.fromarray(digit).save(buffer, "JPEG", quality=95)
-    np.testing.assert_array_equal(to_mnist(buffer.getvalue()), np.asarray(Image.open(buffer)))  # decoded, not refitted
+    jpeg = _encoded(Image.fromarray(digit), "JPEG", quality=95)
+    np.testing.assert_array_equal(to_mnist(jpeg), np.asarray(Image.open(io.BytesIO(jpeg))))  # decoded, not refitted
 
 
 @pytest.mark.parametrize(
@@ -100,10 +101,8 @@ def test_a_28x28_image_file_is_taken_as_mnist_formatted_in_either_polarity() -> 
     ids=["black", "white", "transparent"],
 )
 def test_a_blank_28x28_image_is_refused_as_holding_no_digit(image: Image.Image) -> None:
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
     with pytest.raises(ValueError, match="^the image holds no digit: it is blank or has no contrast$"):
-        to_mnist(buffer.getvalue())
+        to_mnist(_encoded(image))
 
 
 def test_an_image_narrower_than_a_digit_is_refused_saying_its_size() -> None:
@@ -111,10 +110,8 @@ def test_an_image_narrower_than_a_digit_is_refused_saying_its_size() -> None:
         to_mnist(Image.new("L", (7, 40), 255))
     with pytest.raises(ImageError, match="^the image is 40 × 7 pixels: a digit needs at least 8 pixels a side$"):
         to_mnist(np.full((7, 40), 255, dtype=np.uint8))
-    buffer = io.BytesIO()
-    Image.new("L", (16, 4000), 255).save(buffer, "PNG")
     with pytest.raises(ImageError) as error:
-        to_mnist(buffer.getvalue())
+        to_mnist(_encoded(Image.new("L", (16, 4000), 255)))
     assert str(error.value) == (
         "the image is 16 × 4,000 pixels: a digit needs at least 8 pixels a side once its long side is reduced to 1,024"
     )
@@ -225,10 +222,9 @@ def test_only_png_jpeg_and_bmp_files_are_read_and_none_starts_a_process(
 def test_a_large_image_is_reduced_while_it_is_decoded(kind: str, size: tuple[int, int], read: tuple[int, int]) -> None:
     page = Image.new("L", size, 255)
     ImageDraw.Draw(page).line([(size[0] // 3, size[1] // 4), (size[0] // 2, 3 * size[1] // 4)], fill=0, width=80)
-    buffer = io.BytesIO()
-    page.save(buffer, kind)
-    assert open_grayscale(buffer.getvalue()).size == read
-    assert _ink_box(to_mnist(buffer.getvalue()))[0] == 20  # the stroke, fitted to the box
+    file = _encoded(page, kind)
+    assert open_grayscale(file).size == read
+    assert _ink_box(to_mnist(file))[0] == 20  # the stroke, fitted to the box
 
 
 def test_a_clean_drawing_reads_as_the_same_digit_as_through_the_paper_fit(confident_digits: list) -> None:
