@@ -40,7 +40,7 @@ def main(cfg: DictConfig) -> float:
     evaluator = Evaluator(network, test_split, batch_size=config.data.eval_batch_size)
     written = write_report(evaluator, out_dir, history=training_history(saved))
     metrics = evaluator.evaluate()
-    print(format_summary(metrics, evaluator.evaluate_per_class()))
+    print(format_summary(metrics, evaluator.per_class_scores()))
     print(f"\nreport written to {out_dir}: {', '.join(path.name for path in written)}")
     return metrics["accuracy"]
 

@@ -187,7 +187,8 @@ def test_confusion_matrix_plot_writes_every_value_and_labels_the_digits(evaluato
 def test_misclassified_plot_titles_each_image_true_arrow_predicted_and_probability(evaluator: Evaluator) -> None:
     figure = evaluator.plot_misclassified(num_examples=4)
     _, labels, predictions = evaluator.misclassified_examples(num_examples=4)
-    titles = [axes.get_title() for axes in figure.axes if axes.images]
+    (axes,) = figure.axes
+    titles = [text.get_text() for text in axes.texts]
     expected = [f"{true}→{predicted}" for true, predicted in zip(labels.tolist(), predictions.tolist())]
     assert [title.split(" ")[0] for title in titles] == expected
     assert all(re.fullmatch(r"\d→\d \((0|1)\.\d\d\)", title) for title in titles)
