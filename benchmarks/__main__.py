@@ -14,9 +14,13 @@ from pathlib import Path
 
 from mnist_cnn.cli import fail, quiet_libraries
 from mnist_cnn.errors import MissingExtraError, missing_extra
+from mnist_cnn.weights.manifest import most_accurate
 
 # MNIST-C itself (Mu & Gilmer 2019, made with its own code) on the first 2,000 test digits, beside a checkout
 MNIST_C_FILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist_c" / "mnist_c_test_0-1999.npz"
+
+
+SERVER_DEFAULT = ""  # ``--serve`` alone: the model ``python -m mnist_cnn.serve`` serves when given none
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,7 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="only profile (c) and (d) per operator over --images of training; with --overhead: our step's functions",
     )
     parser.add_argument(
-        "--serve", nargs="?", const="simple_cnn", metavar="MODEL", help="only time serving MODEL (default simple_cnn)"
+        "--serve",
+        nargs="?",
+        const=SERVER_DEFAULT,
+        metavar="MODEL",
+        help="only time serving MODEL (default: the server's own, the shipped model with the highest test accuracy)",
     )
     parser.add_argument("--backends", default="torch,onnx", help="with --serve: comma-separated (default: torch,onnx)")
     parser.add_argument("--latency-requests", type=int, default=300, help="with --serve: requests at concurrency 1")
@@ -107,7 +115,9 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--pipelines: no pipeline {', '.join(unknown)}; choose from {''.join(epoch.PIPELINES)}")
     if args.profile and not (args.one or args.overhead) and not set(args.pipelines) <= set(profile.PROFILED):
         parser.error(f"--profile covers pipelines {', '.join(profile.PROFILED)}: e.g. --pipelines cd")
-    if "d" in args.pipelines and not (args.one or args.startup or args.predict_files or args.overhead or args.serve):
+    if "d" in args.pipelines and not (
+        args.one or args.startup or args.predict_files or args.overhead or args.serve is not None
+    ):
         if args.accelerator == "gpu":
             parser.error("--pipelines d runs on the CPU only: drop d, or --accelerator gpu")
         try:
@@ -155,13 +165,13 @@ def main(argv: list[str] | None = None) -> None:
         )
     elif args.profile:
         results = profile.table(args)
-    elif args.serve:
+    elif args.serve is not None:
         try:
             import uvicorn  # noqa: F401  (the server the bench starts)
         except ImportError as error:
             parser.error(str(missing_extra("--serve", error)))
-        backends = args.backends.split(",")
-        results = serving.serve_table(args.serve, backends, args.root, args.latency_requests, args.throughput_requests)
+        backends, model = args.backends.split(","), args.serve or most_accurate()
+        results = serving.serve_table(model, backends, args.root, args.latency_requests, args.throughput_requests)
     else:
         results = epoch.table(args)
     if args.json:
