@@ -8,7 +8,7 @@ import torch
 
 from mnist_cnn.data.corrupt import CORRUPTIONS, KINDS, random_corruption
 from mnist_cnn.data.options import Corruption
-from mnist_cnn.data.pixels import ink_is_dark, standardize
+from mnist_cnn.data.pixels import ink_is_dark, median_above_black, standardize
 
 
 @pytest.fixture
@@ -62,6 +62,24 @@ def test_mnist_style_digits_pass_standardisation_unchanged(digits: torch.Tensor)
     assert torch.equal(standardize(digits), digits)
     uint8 = (digits * 255).to(torch.uint8)
     assert torch.equal(standardize(uint8), uint8.float() / 255)
+
+
+@pytest.mark.parametrize("shape", [(200, 1, 28, 28), (200, 1, 14, 28), (200, 7, 7), (200, 5)])
+def test_counting_finds_the_images_whose_median_pixel_is_above_black(shape: tuple[int, ...]) -> None:
+    torch.manual_seed(0)
+    share_of_ink = torch.rand(shape[0]).view(-1, *[1] * (len(shape) - 1))  # about half the images mostly ink
+    images = torch.rand(shape) * (torch.rand(shape) < share_of_ink)
+    expected = images.flatten(1).median(dim=1).values > 0
+    assert expected.any() and not expected.all()
+    assert torch.equal(median_above_black(images), expected)
+
+
+def test_a_batch_of_every_kind_is_standardised_image_by_image(digits: torch.Tensor) -> None:
+    paper, lifted = 0.8 - 0.6 * digits, 0.3 + 0.7 * digits
+    mixed = torch.cat([digits[:4], paper[4:8], lifted[8:12], digits[12:]])
+    alone = torch.cat([standardize(image[None]) for image in mixed])
+    assert torch.equal(standardize(mixed), alone)
+    assert torch.equal(standardize(mixed)[:4], digits[:4])
 
 
 def test_dark_ink_on_light_paper_is_turned_into_light_ink_on_black(digits: torch.Tensor) -> None:

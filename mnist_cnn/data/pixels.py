@@ -8,6 +8,7 @@ Images come as (N, 28, 28), (N, 1, 28, 28) or Keras' (N, 28, 28, 1), numpy or to
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -37,18 +38,36 @@ def standardize(images: torch.Tensor) -> torch.Tensor:
     background is above black (grey paper, a brightened or hazy image: the median of its pixels, of its middle
     rows and of its middle columns are all above black) keeps only what is narrower than ``BACKGROUND_SIZE``
     pixels (the strokes; a grey top-hat), stretched to full ink. MNIST's digits, whose median pixel is black,
-    pass unchanged.
+    pass unchanged: neither rule can change such an image, so the others alone are examined.
     """
     images = unit_floats(images)
+    return only_where(median_above_black(images), _light_ink_on_black, images)
+
+
+def _light_ink_on_black(images: torch.Tensor) -> torch.Tensor:
     images = torch.where(ink_is_dark(images).view(-1, 1, 1, 1), 1 - images, images)
     height, width = images.shape[-2:]
     middle_rows, middle_cols = images[..., height // 4 : -(height // 4), :], images[..., width // 4 : -(width // 4)]
-    medians = [part.flatten(1).median(dim=1).values for part in (images, middle_rows, middle_cols)]
-    lifted = torch.stack(medians).amin(dim=0) > 0
-    if images.device.type != "cpu":  # finding the lifted images would make the host wait for the GPU: do them all
-        return torch.where(lifted.view(-1, 1, 1, 1), strokes_only(images), images)
-    chosen = lifted.nonzero().squeeze(1)  # on the CPU only those: MNIST's digits need no opening
-    return images.index_copy(0, chosen, strokes_only(images[chosen])) if len(chosen) else images
+    lifted = median_above_black(images) & median_above_black(middle_rows) & median_above_black(middle_cols)
+    return only_where(lifted, strokes_only, images)
+
+
+def median_above_black(images: torch.Tensor) -> torch.Tensor:
+    """(N,) bools: the median pixel (the lower one of an even count, as ``torch.median``'s) of each image of pixels
+    (N, ...) in 0-1 is above black; counted, which is several times faster than sorting."""
+    pixels = images.flatten(1)
+    return (pixels > 0).sum(dim=1) > pixels.shape[1] // 2
+
+
+def only_where(
+    chosen: torch.Tensor, change: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor
+) -> torch.Tensor:
+    """``images`` (N, ...) with ``change`` applied to those where ``chosen`` (N,) holds: on the CPU to those alone;
+    on a GPU to all, then picked (finding the chosen ones would make the host wait for the GPU)."""
+    if images.device.type != "cpu":
+        return torch.where(chosen.view(-1, *[1] * (images.ndim - 1)), change(images), images)
+    index = chosen.nonzero().squeeze(1)
+    return images.index_copy(0, index, change(images[index])) if len(index) else images
 
 
 def strokes_only(images: torch.Tensor) -> torch.Tensor:
