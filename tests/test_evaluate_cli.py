@@ -50,6 +50,8 @@ def test_a_shipped_model_is_evaluated_by_name_from_the_test_files_alone_without_
     raw.mkdir(parents=True)
     for name in FILES["test"]:  # evaluation reads only the test set
         (raw / name).write_bytes((fake_root / "MNIST" / "raw" / name).read_bytes())
+    import mnist_cnn.evaluate  # noqa: F401  (its run-dir resolvers registered by this copy, which later runs use)
+
     with refusing_imports("lightning", "pandas") as asked:  # pandas: only to read a run's training history
         result = run_command("mnist_cnn.evaluate", "ckpt_path=lenet5", f"data.root={tmp_path / 'data'}", cwd=tmp_path)
     assert result.returncode == 0, result.stderr

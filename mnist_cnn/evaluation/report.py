@@ -49,7 +49,7 @@ def write_report(
     metrics = {"num_images": len(evaluator.labels), **evaluator.evaluate()}
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     with open(out_dir / "per_class.csv", "w", newline="") as file:
-        csv.writer(file).writerows(per_class_rows(evaluator.per_class_scores()))
+        csv.writer(file, lineterminator="\n").writerows(per_class_rows(evaluator.per_class_scores()))
     figures = {
         "confusion_matrix.png": evaluator.plot_confusion_matrix(),
         "confusion_matrix_normalized.png": evaluator.plot_confusion_matrix(normalize=True),
