@@ -127,7 +127,7 @@ class Evaluator:
         return self.images[index.to(self.images.device)].cpu(), self.labels[index], self.predictions[index]
 
     def plot_misclassified(self, num_examples: int = 10) -> Figure:
-        """A grid of the most confidently wrong images titled ``true→pred (p)``."""
+        """A mosaic of the most confidently wrong images captioned ``true→pred (p)``."""
         images, labels, predictions = self.misclassified_examples(num_examples)
         confidence = self.probabilities[self._mistakes[:num_examples], predictions]
         return plots.misclassified_figure(images, labels, predictions, confidence)

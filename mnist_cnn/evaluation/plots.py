@@ -1,9 +1,10 @@
 """Figures for evaluation reports, drawn on bare ``matplotlib.figure.Figure`` objects.
 
 No pyplot: nothing is registered with a GUI backend or kept alive by one, so there is nothing to close,
-and ``savefig`` renders PNGs with Agg. Notebooks still display a returned figure. The report's figures have fixed
-margins: a layout engine draws the figure once more to measure it, which doubled the time ``evaluate`` spent saving
-them. pandas, which takes a third of a second to import, is imported only to read training logs.
+and ``savefig`` renders PNGs with Agg. Notebooks still display a returned figure. The confusion matrices and the
+mistakes have fixed margins: a layout engine draws the figure once more to measure it, which doubled the time
+``evaluate`` spent saving them. pandas, which takes a third of a second to import, is imported only to read
+training logs.
 """
 
 from __future__ import annotations
@@ -54,20 +55,20 @@ def misclassified_figure(
     count = len(labels)
     columns = max(1, min(columns, count))
     rows = max(1, math.ceil(count / columns))
-    height = 2.0 * rows + 0.4
-    figure = Figure(figsize=(max(1.9 * columns, 6.0), height))  # wide enough for the title
-    axes = figure.add_axes((0.01, 0.01, 0.98, 1 - 0.5 / height))
+    inches = 2.0 * rows + 0.4
+    figure = Figure(figsize=(max(1.9 * columns, 6.0), inches))  # wide enough for the title
+    axes = figure.add_axes((0.01, 0.01, 0.98, 1 - 0.5 / inches))
     axes.set_axis_off()
-    side = images.shape[-1]
-    cell_height, cell_width = side + CAPTION, side + GAP
+    height, width = images.shape[-2:]
+    cell_height, cell_width = height + CAPTION, width + GAP
     mosaic = np.full((rows * cell_height, columns * cell_width), np.nan)  # NaN: not drawn, the page shows through
     for index, (image, true, predicted, probability) in enumerate(
         zip(images, labels.tolist(), predictions.tolist(), probabilities.tolist())
     ):
         top, left = index // columns * cell_height + CAPTION, index % columns * cell_width + GAP // 2
-        mosaic[top : top + side, left : left + side] = image.squeeze(0).float().cpu().numpy()
+        mosaic[top : top + height, left : left + width] = image.squeeze(0).float().cpu().numpy()
         caption = f"{true}→{predicted} ({probability:.2f})"
-        axes.text(left + side / 2, top - 1, caption, ha="center", va="bottom", fontsize=11)
+        axes.text(left + width / 2, top - 1, caption, ha="center", va="bottom", fontsize=11)
     axes.imshow(mosaic, cmap="gray")
     figure.suptitle("Most confident mistakes: true→predicted (probability)" if count else "No misclassified images")
     return figure
