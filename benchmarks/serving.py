@@ -1,8 +1,9 @@
 """Serving: ``python -m mnist_cnn.serve`` timed from the client's side, request to JSON answer.
 
 For each backend (torch, onnx) and with batching on (``max_batch_size=64``) and off (``max_batch_size=1``), a
-fresh server process answers two kinds of request (``INPUTS``): a 28×28 PNG uploaded as a multipart file, and a
-280×280 drawing as the page sends its canvas (an RGBA PNG of dark ink on white, in a data URL, in JSON). Each is
+fresh server process answers three kinds of request (``INPUTS``): a 28×28 PNG uploaded as a multipart file, a
+drawing as the page sends its 280×280 canvas (reduced to 70×70: an RGBA PNG of dark ink on white, in a data URL, in
+JSON), and the whole 280×280 canvas sent the same way, as a client that does not reduce it would. Each is
 sent one at a time (latency p50 and p99 at concurrency 1), then from 32 concurrent clients (images per second, one
 image per request); the server's resident memory is read before and after the concurrent requests, and the
 machine's load average as each server starts (the figures mean little on a busy machine). The client is
@@ -37,7 +38,8 @@ from benchmarks.drawing import paper_png
 BATCHING = {"on": 64, "off": 1}  # max_batch_size
 API_KEY_VARIABLE = "MNIST_CNN_API_KEY"  # conf/serve.yaml's api_key
 CONCURRENCY = 32
-INPUTS = ("png28", "canvas")  # a 28×28 PNG file; the page's 280×280 canvas drawing (see ``payloads``)
+INPUTS = ("png28", "canvas", "canvas280")  # a 28×28 PNG file; the page's drawing as it sends it; the whole canvas
+PAGE_REDUCTION = 4  # the page sends its 280×280 canvas reduced to 70×70 (SENT_SIDE in serving/static/page.js)
 
 
 @dataclass
@@ -109,12 +111,13 @@ def png_upload(png: bytes) -> Payload:
     return Payload("multipart/form-data; boundary=bench", head + b"\r\n\r\n" + png + b"\r\n--bench--\r\n")
 
 
-def canvas_drawing(png: bytes) -> Payload:
-    """A PNG of dark ink on white, as the page sends its canvas: an RGBA PNG in a data URL, in JSON."""
+def canvas_drawing(png: bytes, reduction: int = 1) -> Payload:
+    """A PNG of dark ink on white, as the page sends its canvas: reduced ``reduction`` times (box means, as the
+    browser's smoothing), an RGBA PNG in a data URL, in JSON."""
     from PIL import Image
 
     buffer = io.BytesIO()
-    Image.open(io.BytesIO(png)).convert("RGBA").save(buffer, "PNG")
+    Image.open(io.BytesIO(png)).convert("RGBA").reduce(reduction).save(buffer, "PNG")
     data_url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
     return Payload("application/json", json.dumps({"images": [data_url]}).encode())
 
@@ -132,7 +135,12 @@ def payloads(root: str | None, count: int) -> dict[str, list[Payload]]:
         buffer = io.BytesIO()
         Image.fromarray(digit).save(buffer, "PNG")
         small.append(png_upload(buffer.getvalue()))
-    return {"png28": small, "canvas": [canvas_drawing(paper_png(digit)) for digit in digits]}
+    drawings = [paper_png(digit) for digit in digits]
+    return {
+        "png28": small,
+        "canvas": [canvas_drawing(drawing, PAGE_REDUCTION) for drawing in drawings],
+        "canvas280": [canvas_drawing(drawing) for drawing in drawings],
+    }
 
 
 def post(connection: http.client.HTTPConnection, payload: Payload) -> None:

@@ -81,7 +81,7 @@ def real_root() -> Path:
 
 class Digit(NamedTuple):
     pixels: np.ndarray  # (28, 28) uint8, MNIST-formatted
-    png: bytes  # the digit drawn black on 280×280 white paper, as the serve page sends a drawing
+    png: bytes  # the digit drawn black on 280×280 white paper, as on the serve page's canvas
     label: int
 
 

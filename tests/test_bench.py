@@ -62,9 +62,9 @@ def test_bench_serve_reports_latency_and_throughput_with_batching_on_and_off(fak
     ]
     for row in rows:
         assert row["model"] == "lenet5" and row["rss_mb_before"] > 0 and row["rss_mb_after"] > 0
-        for kind in ("png28", "canvas"):  # a 28×28 PNG file; the page's canvas drawing
+        for kind in ("png28", "canvas", "canvas280"):  # a 28×28 PNG; the page's drawing as sent; the whole canvas
             assert 0 < row[f"{kind}_p50_ms"] <= row[f"{kind}_p99_ms"] and row[f"{kind}_images_per_s"] > 0
-        assert row["requests"] == 2 * (1 + 5 + 64)  # each kind: the warm-up, concurrency 1, concurrency 32
+        assert row["requests"] == 3 * (1 + 5 + 64)  # each kind: the warm-up, concurrency 1, concurrency 32
     assert rows[1]["passes"] == rows[1]["requests"]  # batching off: one forward pass per request
     assert rows[0]["canvas_on/off"] == rows[0]["canvas_images_per_s"] / rows[1]["canvas_images_per_s"]
     assert "batching on/off at concurrency 32" in result.stdout

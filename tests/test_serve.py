@@ -65,8 +65,10 @@ EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\n0 1 600000000 {pop} f
 
 
 def serve_config(*overrides: str, **changes: Any) -> ServeConfig:
-    """conf/serve.yaml as the command composes it, with the tests' limits, ``overrides`` and ``changes``."""
-    cfg = compose_config(f"max_images={MAX_IMAGES}", f"max_upload_mb={MAX_UPLOAD_MB}", *overrides, config="serve")
+    """conf/serve.yaml as the command composes it, with the tests' limits, ``overrides`` and ``changes``; the torch
+    backend, which needs no export (the onnx backend is tested in a server process)."""
+    limits = f"max_images={MAX_IMAGES}", f"max_upload_mb={MAX_UPLOAD_MB}"
+    cfg = compose_config(*limits, "backend=torch", *overrides, config="serve")
     return dataclasses.replace(validate(cfg), **changes)
 
 
@@ -78,7 +80,7 @@ def network() -> Any:
 def app_client(network: Any, config: ServeConfig, model: str = "", **options: Any) -> TestClient:
     """A TestClient of the app that ``python -m mnist_cnn.serve`` builds for ``network`` and ``config``."""
     app = create_app(
-        load_classifier(network, "torch"), config, model or most_accurate(), uncertainty_threshold(network)
+        load_classifier(network, config.backend), config, model or most_accurate(), uncertainty_threshold(network)
     )
     return TestClient(app, base_url=LOCAL, **options)
 
@@ -501,7 +503,7 @@ def test_of_two_servers_started_on_one_port_one_fails_whatever_the_timing(tmp_pa
         error = f"error: cannot listen on 127.0.0.1:{port} (Address already in use): choose another port="
         assert outcomes[0][0] == "failed" and outcomes[0][1].startswith(error), outcomes
         assert outcomes[1][0] == "serving" and outcomes[1][1].startswith(
-            f"serving lenet5 (torch) at http://127.0.0.1:{port}/"
+            f"serving lenet5 (onnx) at http://127.0.0.1:{port}/"
         )
         assert requests.get(f"http://127.0.0.1:{port}/health", timeout=30).json()["model"] == "lenet5"
         after = run_process("mnist_cnn.serve", f"port={port}", "ckpt_path=lenet5", cwd=tmp_path, timeout=120)
@@ -707,7 +709,7 @@ def test_serving_never_imports_lightning(tmp_path: Path, monkeypatch: pytest.Mon
         monkeypatch.setattr(server, "run", lambda app, listening, config: listening.close())  # built, not served
         result = run_command("mnist_cnn.serve", "ckpt_path=lenet5", "port=0", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert asked == [] and result.stdout.startswith("serving lenet5 (torch) at http://127.0.0.1:")
+    assert asked == [] and result.stdout.startswith("serving lenet5 (onnx) at http://127.0.0.1:")
 
 
 @pytest.mark.slow

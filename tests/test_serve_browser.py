@@ -24,7 +24,7 @@ pytest.importorskip("selenium", reason="the dev extra is not installed")
 from conftest import Digit
 from PIL import Image, ImageDraw
 
-from benchmarks.serving import Server, running_server
+from benchmarks.serving import PAGE_REDUCTION, Server, running_server
 from mnist_cnn.inference.predict import predict_images
 from mnist_cnn.weights.checkpoints import load_network
 from mnist_cnn.weights.manifest import most_accurate
@@ -106,10 +106,11 @@ def as_drawn(digit: np.ndarray) -> Image.Image:
 
 @pytest.fixture(scope="module")
 def drawable(confident_digits: list[Digit]) -> Digit:
-    """A digit that the served model still reads right, with probability > 0.99, once drawn as strokes."""
+    """A digit that the served model still reads right, with probability > 0.99, once drawn as strokes and reduced as
+    the page sends it."""
     network = load_network(resolve_checkpoint(most_accurate()))
     for digit in confident_digits:
-        answer = predict_images(network, as_drawn(digit.pixels))
+        answer = predict_images(network, as_drawn(digit.pixels).reduce(PAGE_REDUCTION))
         if answer.labels[0] == digit.label and answer.probabilities[0].max() > 0.99:
             return digit
     pytest.fail("no test digit survives being redrawn as strokes")
@@ -146,7 +147,8 @@ def test_a_digit_drawn_with_the_mouse_is_read_and_shown(
 ) -> None:
     browser.get(server.url)
     with screenshot_on_failure(browser, tmp_path / "drawn-digit-failure.png"):
-        WebDriverWait(browser, 30).until(lambda page: "torch" in page.find_element(By.ID, "model").text)
+        # the page names the model and the default backend once /health has answered
+        WebDriverWait(browser, 30).until(lambda page: "onnx" in page.find_element(By.ID, "model").text)
         pad = browser.find_element(By.ID, "pad")
         assert browser.execute_script("return [arguments[0].clientWidth, arguments[0].clientHeight]", pad) == [PAD, PAD]
         actions = ActionChains(browser, duration=5)
@@ -219,6 +221,6 @@ def test_the_page_and_the_docs_run_under_the_servers_content_security_policy(
     paths = {element.text for element in browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")}
     assert {"/predict", "/health", "/models"} <= paths
     browser.get(server.url)
-    WebDriverWait(browser, 30).until(lambda page: "torch" in page.find_element(By.ID, "model").text)
+    WebDriverWait(browser, 30).until(lambda page: "onnx" in page.find_element(By.ID, "model").text)
     console = [entry["message"] for entry in browser.get_log("browser")]
     assert [line for line in console if "Content Security Policy" in line or "Refused to" in line] == []

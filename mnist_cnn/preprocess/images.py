@@ -131,7 +131,7 @@ def to_mnist(image: ImageInput, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     paper = flat_paper(pixels)
     if paper is not None:
         pixels = _clean_working_copy(pixels, paper)
-    ink = find_ink(pixels)
+    ink = find_ink(pixels.astype(np.float32, copy=False))
     rows, cols = np.nonzero(ink > INK_THRESHOLD)
     if len(rows) == 0:
         raise ValueError(NO_DIGIT)
@@ -145,6 +145,8 @@ def as_uint8(pixels: torch.Tensor) -> torch.Tensor:
 
 
 def _grayscale_pixels(image: ImageInput, max_pixels: int) -> np.ndarray:
+    """The image's grey levels, 0-255: uint8 for a file or PIL image (a clean one is reduced before it becomes
+    float), float32 for an array."""
     if isinstance(image, (str, os.PathLike, bytes)):
         image = open_grayscale(image if isinstance(image, bytes) else Path(image), max_pixels)
     elif isinstance(image, Image.Image):
@@ -159,18 +161,19 @@ def _grayscale_pixels(image: ImageInput, max_pixels: int) -> np.ndarray:
             raise ValueError(f"an image array must be H×W or H×W×3, got shape {array.shape}")
         check_digit_size(array.shape[1], array.shape[0])
         return array
-    return np.asarray(image, dtype=np.float32)
+    return np.asarray(image)
 
 
 def _clean_working_copy(pixels: np.ndarray, paper: float) -> np.ndarray:
     """A clean image (flat ``paper``: a drawing, a rendering) reduced by block means so that its ink spans about
     ``CLEAN_INK_SIDE`` pixels, for ``find_ink``: the digit is fitted to 20 pixels anyway, and a smaller copy costs
-    less. The span leaves out ``SPECKS`` of the ink at each end, so that specks do not change the reduction."""
+    less. The span leaves out ``SPECKS`` of the ink at each end, so that specks do not change the reduction. uint8
+    pixels are reduced as uint8 (the means rounded), before any float copy of the whole image."""
     if max(pixels.shape) < 2 * CLEAN_INK_SIDE:
         return pixels
     ink = pixels != paper
     factor = max(_span(ink.sum(axis=1)), _span(ink.sum(axis=0))) // CLEAN_INK_SIDE
-    return np.asarray(Image.fromarray(pixels).reduce(factor)) if factor > 1 else pixels  # mode "F"
+    return np.asarray(Image.fromarray(pixels).reduce(factor)) if factor > 1 else pixels  # mode "L" or "F"
 
 
 def _span(counts: np.ndarray) -> int:

@@ -110,16 +110,20 @@ def _spread(values: np.ndarray) -> float:
 def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     """Otsu's threshold: the level that best splits ``values`` into two classes (most variance between them).
 
-    Written out because it is eight lines of numpy; the libraries that have it (scikit-image, OpenCV) are not
-    dependencies."""
-    counts, edges = np.histogram(values, bins=bins)
-    centres = (edges[:-1] + edges[1:]) / 2
+    Written out because it is a few lines of numpy; the libraries that have it (scikit-image, OpenCV) are not
+    dependencies. The histogram is counted with ``np.bincount``: ``np.histogram`` costs twice as much."""
+    low, high = float(values.min()), float(values.max())
+    if high == low:
+        return low
+    scale = bins / (high - low)
+    counts = np.bincount(np.minimum(((values.ravel() - low) * scale).astype(np.intp), bins - 1), minlength=bins)
+    centres = low + (np.arange(bins) + 0.5) / scale
     below = np.cumsum(counts)
     mass = np.cumsum(counts * centres)
     above = below[-1] - below
     with np.errstate(divide="ignore", invalid="ignore"):
         between = below * above * (mass / below - (mass[-1] - mass) / above) ** 2
-    return float(centres[np.nanargmax(between[:-1])]) if np.isfinite(between[:-1]).any() else float(centres[0])
+    return float(centres[np.nanargmax(between[:-1])]) if np.isfinite(between[:-1]).any() else low
 
 
 def _largest_pieces(mask: np.ndarray) -> np.ndarray:

@@ -37,13 +37,14 @@ from mnist_cnn.serving.api_schema import PREDICT_BODY, ErrorAnswer, PredictAnswe
 from mnist_cnn.serving.batching import DynamicBatcher
 from mnist_cnn.serving.limits import SECURITY_HEADERS, AllowedHosts, BodyLimit, SecurityHeaders
 from mnist_cnn.serving.protocol import GuardedHttpTools
-from mnist_cnn.serving.uploads import FORMS, BadRequest, file_images, read_json
+from mnist_cnn.serving.uploads import FORMS, BadRequest, claimed_pixels, file_images, read_json
 from mnist_cnn.weights.manifest import read_manifest
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 SHUTDOWN_GRACE_S = 30  # after SIGTERM, how long requests in flight may take before they are cancelled
 LOCALHOST = ("localhost", "127.0.0.1", "[::1]")
 INLINE_JSON_BYTES = 64 * 1024  # a JSON body up to this size (a canvas drawing: about 10 KB) is read in the event loop
+INLINE_PIXELS = 128 * 128  # images claiming no more pixels (a 28 × 28 PNG, the page's 70 × 70 drawing) too
 
 
 def answers(
@@ -114,7 +115,10 @@ async def read_pixels(request: Request, config: ServeConfig, workers: Workers) -
         files = read
     else:
         raise BadRequest(f"Content-Type {kind or '(none)'} is not accepted: {FORMS}", status=415)
-    decode = functools.partial(file_images, files, config.max_pixels, config.max_request_pixels)
+    claimed = claimed_pixels(files, config.max_pixels, config.max_request_pixels)
+    decode = functools.partial(file_images, files, config.max_pixels)
+    if claimed <= INLINE_PIXELS:  # decoded at once: a thread costs more than decoding a small image
+        return decode()
     return await loop.run_in_executor(workers.decoders, decode)
 
 

@@ -2,9 +2,9 @@
 
 Image files (PNG, JPEG, BMP; any size, either polarity) go through ``to_mnist``, the preprocessing of
 ``predict_images``; their sizes are checked from their headers (each against ``max_pixels``, all of a request
-together against ``max_request_pixels``) before any is decoded. Pixel lists are taken as MNIST-formatted already;
-their count and shape are checked before an array is built. Free of any web framework: the server reads the body,
-this reads it.
+together against ``max_request_pixels``: ``claimed_pixels``) before any is decoded (``file_images``). Pixel lists
+are taken as MNIST-formatted already; their count and shape are checked before an array is built. Free of any web
+framework: the server reads the body, this reads it.
 """
 
 from __future__ import annotations
@@ -36,8 +36,9 @@ class BadRequest(Exception):
         self.message, self.status = message, status
 
 
-def file_images(files: Files, max_pixels: int, max_request_pixels: int) -> np.ndarray:
-    """uint8 (N, 28, 28) of image files; one that cannot be read refuses the whole request, naming it."""
+def claimed_pixels(files: Files, max_pixels: int, max_request_pixels: int) -> int:
+    """The pixels image files claim together, read from their headers alone; ``BadRequest`` naming a file that is
+    empty, unreadable or over ``max_pixels``, or (413) if together they claim more than ``max_request_pixels``."""
     claimed = 0
     for name, data in files:
         if not data:
@@ -53,6 +54,12 @@ def file_images(files: Files, max_pixels: int, max_request_pixels: int) -> np.nd
             "request (max_request_pixels): send fewer or smaller images per request",
             status=413,
         )
+    return claimed
+
+
+def file_images(files: Files, max_pixels: int) -> np.ndarray:
+    """uint8 (N, 28, 28) of image files (their sizes checked by ``claimed_pixels``); one that cannot be read
+    refuses the whole request, naming it."""
     digits = []
     for name, data in files:
         try:

@@ -11,6 +11,12 @@ const keyField = document.getElementById("key-field");
 const keyInput = document.getElementById("key");
 const STROKE = 20; // pixels on the 280-pixel pad: about MNIST's stroke width once scaled to 28 pixels
 const SETTLE_MS = 120; // a new stroke within this time replaces the request that would have been sent
+// The drawing is sent reduced to a quarter of the pad's side: a 70-pixel PNG decodes in a tenth of the time of a
+// 280-pixel one, and holds what the server keeps of a drawing anyway (it reduces a clean image until its ink spans
+// about 40 pixels before fitting it into MNIST's 20).
+const SENT_SIDE = 70;
+const sentCopy = document.createElement("canvas");
+sentCopy.width = sentCopy.height = SENT_SIDE;
 let sent = 0; // requests sent; only the answer to the newest is shown
 let timer = null;
 let last = null;
@@ -55,7 +61,14 @@ function endStroke() {
   last = null;
   result.dataset.state = "waiting";
   clearTimeout(timer);
-  timer = setTimeout(() => predict(jsonBody(pad.toDataURL("image/png"))), SETTLE_MS);
+  timer = setTimeout(() => predict(jsonBody(reducedDrawing())), SETTLE_MS);
+}
+
+function reducedDrawing() {
+  const copy = sentCopy.getContext("2d");
+  copy.imageSmoothingQuality = "high";
+  copy.drawImage(pad, 0, 0, SENT_SIDE, SENT_SIDE);
+  return sentCopy.toDataURL("image/png");
 }
 pad.addEventListener("pointerup", endStroke);
 pad.addEventListener("pointercancel", endStroke);
