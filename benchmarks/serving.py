@@ -197,7 +197,8 @@ def serve_table(
     at 32, and the server's resident memory before and after the requests at 32; printed and returned."""
     bodies = payloads(root, 64)
     print(f"serving {model}, upload to JSON answer, one kept-alive connection per client, client on this machine")
-    header = "".join(f"{f'{kind} p50':>11} {f'{kind} p99':>11} {f'{kind} img/s':>13}" for kind in INPUTS)
+    width = {kind: len(kind) + 7 for kind in INPUTS}  # "<kind> img/s" and a space
+    header = "".join(f"{f'{kind} p50':>{w}}{f'{kind} p99':>{w}}{f'{kind} img/s':>{w}}" for kind, w in width.items())
     print(f"{'backend':<8} {'batching':<9}{header} {'RSS MB before → after':>22} {'passes':>7} {'load':>5}")
     rows = []
     for backend in backends:
@@ -226,8 +227,8 @@ def serve_table(
             row["requests"], row["passes"] = health["requests_answered"], health["forward_passes"]
             rows.append(row)
             figures = "".join(
-                f"{row[f'{kind}_p50_ms']:>11.2f} {row[f'{kind}_p99_ms']:>11.2f} {row[f'{kind}_images_per_s']:>13.0f}"
-                for kind in INPUTS
+                f"{row[f'{kind}_p50_ms']:>{w}.2f}{row[f'{kind}_p99_ms']:>{w}.2f}{row[f'{kind}_images_per_s']:>{w}.0f}"
+                for kind, w in width.items()
             )
             memory = f"{row['rss_mb_before']:.0f} → {row['rss_mb_after']:.0f}"
             print(f"{backend:<8} {batching:<9}{figures} {memory:>22} {row['passes']:>7} {row['load']:>5.2f}")

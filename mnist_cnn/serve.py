@@ -3,7 +3,8 @@
 Bad options, a missing checkpoint, a port in use or a missing extra end the command with one ``error:`` line
 before anything is served. The port is listened on before the model loads, so that a second server on the same
 port fails at once. SIGTERM or Ctrl+C stops it after the requests in flight are answered, status 0.
-Needs the ``serve`` extra (``pip install "mnist_cnn[serve]"``); ``backend=onnx`` also the ``export`` extra.
+Needs the ``serve`` extra (``pip install "mnist_cnn[serve]"``), which holds the ``export`` extra of its default
+backend, onnx.
 """
 
 from __future__ import annotations
