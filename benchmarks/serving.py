@@ -112,8 +112,8 @@ def png_upload(png: bytes) -> Payload:
 
 
 def canvas_drawing(png: bytes, reduction: int = 1) -> Payload:
-    """A PNG of dark ink on white, as the page sends its canvas: reduced ``reduction`` times (box means, as the
-    browser's smoothing), an RGBA PNG in a data URL, in JSON."""
+    """A PNG of dark ink on white, as the page sends its canvas: reduced ``reduction`` times (box means,
+    approximating the browser's smoothing), an RGBA PNG in a data URL, in JSON."""
     from PIL import Image
 
     buffer = io.BytesIO()

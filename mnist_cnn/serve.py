@@ -56,7 +56,7 @@ def main(cfg: DictConfig) -> None:
             import onnxruntime  # noqa: F401
             import onnxscript  # noqa: F401  (torch's ONNX exporter needs it)
         except ImportError as error:
-            raise missing_extra("backend=onnx", error) from None
+            raise missing_extra("backend=onnx (the default; or backend=torch)", error) from None
     if config.host in WILDCARD_HOSTS and not config.allowed_hosts:
         raise ConfigError(
             f"host={config.host} answers for any name of this machine: list the names clients use in allowed_hosts, "

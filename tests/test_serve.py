@@ -41,7 +41,7 @@ from conftest import REPO, Digit, decompression_bomb
 from fastapi.testclient import TestClient
 from helpers.cli import run_command, run_process
 from helpers.imports import refusing_imports
-from PIL import EpsImagePlugin, Image
+from PIL import EpsImagePlugin, Image, PngImagePlugin
 
 from benchmarks.serving import Server, running_server
 from mnist_cnn.config import MAX_PIXELS, ServeConfig, compose_config, validate
@@ -66,7 +66,7 @@ EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 28 28\n0 1 600000000 {pop} f
 
 def serve_config(*overrides: str, **changes: Any) -> ServeConfig:
     """conf/serve.yaml as the command composes it, with the tests' limits, ``overrides`` and ``changes``; the torch
-    backend, which needs no export (the onnx backend is tested in a server process)."""
+    backend, which needs no export (the default, onnx, is tested by running the command)."""
     limits = f"max_images={MAX_IMAGES}", f"max_upload_mb={MAX_UPLOAD_MB}"
     cfg = compose_config(*limits, "backend=torch", *overrides, config="serve")
     return dataclasses.replace(validate(cfg), **changes)
@@ -87,7 +87,8 @@ def app_client(network: Any, config: ServeConfig, model: str = "", **options: An
 
 @pytest.fixture(scope="module")
 def client(network: Any) -> Iterator[TestClient]:
-    """The default server's app (the most accurate shipped model, torch), with an API key and small limits."""
+    """The app as the command builds it (the most accurate shipped model), on the torch backend, with an API key
+    and small limits."""
     with app_client(network, serve_config(api_key=KEY), headers={"X-API-Key": KEY}) as running:
         yield running
 
@@ -347,6 +348,28 @@ def test_damaged_png_jpeg_and_bmp_files_get_4xx_never_5xx(client: TestClient, co
             statuses.append(client.post("/predict", **files(damaged.tobytes())).status_code)
     assert set(statuses) <= {200, 400} and 400 in statuses
     assert_still_answers(client, confident_digits[0])
+
+
+def test_only_a_few_small_images_are_decoded_in_the_event_loop(
+    network: Any, confident_digits: list[Digit], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decoded_in = []
+    decode = server_module.file_images
+
+    def recorded(*args: Any) -> np.ndarray:
+        decoded_in.append(threading.current_thread().name)
+        return decode(*args)
+
+    monkeypatch.setattr(server_module, "file_images", recorded)
+    digit = Image.fromarray(confident_digits[0].pixels)
+    text = PngImagePlugin.PngInfo()
+    text.add_text("padding", "".join(np.random.default_rng(0).choice(list("abcdefgh"), 20_000)))
+    small, padded = encoded(digit, "PNG"), encoded(digit, "PNG", pnginfo=text)  # 28 × 28 each; padded: > 16 KB
+    with app_client(network, serve_config()) as client:
+        for body in (files(small), files(padded), files(confident_digits[0].png), files(*[small] * 5)):
+            assert client.post("/predict", **body).status_code == 200
+    # in the event loop: one small file; in a decoder: over 16 KB, over 128 × 128 pixels (280 × 280), over 4 files
+    assert [name.startswith("decode") for name in decoded_in] == [False, True, True, True]
 
 
 def test_pixels_are_answered_while_every_image_decoder_is_busy(

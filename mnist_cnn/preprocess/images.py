@@ -145,8 +145,7 @@ def as_uint8(pixels: torch.Tensor) -> torch.Tensor:
 
 
 def _grayscale_pixels(image: ImageInput, max_pixels: int) -> np.ndarray:
-    """The image's grey levels, 0-255: uint8 for a file or PIL image (a clean one is reduced before it becomes
-    float), float32 for an array."""
+    """The image's grey levels, uint8 0-255, whatever the input: a clean image is reduced before it becomes float."""
     if isinstance(image, (str, os.PathLike, bytes)):
         image = open_grayscale(image if isinstance(image, bytes) else Path(image), max_pixels)
     elif isinstance(image, Image.Image):
@@ -160,7 +159,7 @@ def _grayscale_pixels(image: ImageInput, max_pixels: int) -> np.ndarray:
         if array.ndim != 2:
             raise ValueError(f"an image array must be H×W or H×W×3, got shape {array.shape}")
         check_digit_size(array.shape[1], array.shape[0])
-        return array
+        return np.round(array).astype(np.uint8)  # as a file of the same pixels would give them
     return np.asarray(image)
 
 

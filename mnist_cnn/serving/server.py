@@ -37,14 +37,16 @@ from mnist_cnn.serving.api_schema import PREDICT_BODY, ErrorAnswer, PredictAnswe
 from mnist_cnn.serving.batching import DynamicBatcher
 from mnist_cnn.serving.limits import SECURITY_HEADERS, AllowedHosts, BodyLimit, SecurityHeaders
 from mnist_cnn.serving.protocol import GuardedHttpTools
-from mnist_cnn.serving.uploads import FORMS, BadRequest, claimed_pixels, file_images, read_json
+from mnist_cnn.serving.uploads import FORMS, BadRequest, Files, claimed_pixels, file_images, read_json
 from mnist_cnn.weights.manifest import read_manifest
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 SHUTDOWN_GRACE_S = 30  # after SIGTERM, how long requests in flight may take before they are cancelled
 LOCALHOST = ("localhost", "127.0.0.1", "[::1]")
-INLINE_JSON_BYTES = 64 * 1024  # a JSON body up to this size (a canvas drawing: about 10 KB) is read in the event loop
-INLINE_PIXELS = 128 * 128  # images claiming no more pixels (a 28 × 28 PNG, the page's 70 × 70 drawing) too
+INLINE_JSON_BYTES = 64 * 1024  # a JSON body up to this size (a canvas drawing: a few KB) is read in the event loop
+# Image files decoded in the event loop: at most this many, of this many bytes together, claiming this many pixels
+# (a bound on the bytes bounds the work their headers can ask of the decoder; the pixels, the decoding's)
+INLINE_FILES, INLINE_FILE_BYTES, INLINE_PIXELS = 4, 16 * 1024, 128 * 128
 
 
 def answers(
@@ -86,7 +88,8 @@ class Workers:
 
 
 async def read_pixels(request: Request, config: ServeConfig, workers: Workers) -> np.ndarray:
-    """uint8 (N, 28, 28) of a ``/predict`` request's images, read in the ``workers``' threads."""
+    """uint8 (N, 28, 28) of a ``/predict`` request's images: small bodies and a few small images read at once,
+    the rest in the ``workers``' threads."""
     loop = asyncio.get_running_loop()
     kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if request.headers.get("content-length", "0") == "0" and "transfer-encoding" not in request.headers:
@@ -115,11 +118,18 @@ async def read_pixels(request: Request, config: ServeConfig, workers: Workers) -
         files = read
     else:
         raise BadRequest(f"Content-Type {kind or '(none)'} is not accepted: {FORMS}", status=415)
-    claimed = claimed_pixels(files, config.max_pixels, config.max_request_pixels)
-    decode = functools.partial(file_images, files, config.max_pixels)
-    if claimed <= INLINE_PIXELS:  # decoded at once: a thread costs more than decoding a small image
-        return decode()
-    return await loop.run_in_executor(workers.decoders, decode)
+    if len(files) <= INLINE_FILES and sum(len(data) for _, data in files) <= INLINE_FILE_BYTES:
+        # a few small files (a 28 × 28 PNG, the page's drawing): their headers are read at once, and if they claim
+        # few pixels, so are they: a thread costs more than decoding them
+        if claimed_pixels(files, config.max_pixels, config.max_request_pixels) <= INLINE_PIXELS:
+            return file_images(files, config.max_pixels)
+    return await loop.run_in_executor(workers.decoders, checked_images, files, config)
+
+
+def checked_images(files: Files, config: ServeConfig) -> np.ndarray:
+    """uint8 (N, 28, 28) of image files, their sizes checked from their headers first."""
+    claimed_pixels(files, config.max_pixels, config.max_request_pixels)
+    return file_images(files, config.max_pixels)
 
 
 def allowed_hosts(config: ServeConfig) -> list[str]:
