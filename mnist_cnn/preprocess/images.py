@@ -127,11 +127,11 @@ def to_mnist(image: ImageInput, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     if pixels.shape == (SIZE, SIZE):  # MNIST's own size: formatted already, as a 28 × 28 array is
         if pixels.min() == pixels.max():
             raise ValueError(NO_DIGIT)
-        return np.round(pixels).astype(np.uint8)
+        return pixels.copy()  # the caller's own, writable array
     paper = flat_paper(pixels)
     if paper is not None:
         pixels = _clean_working_copy(pixels, paper)
-    ink = find_ink(pixels.astype(np.float32, copy=False))
+    ink = find_ink(pixels.astype(np.float32))
     rows, cols = np.nonzero(ink > INK_THRESHOLD)
     if len(rows) == 0:
         raise ValueError(NO_DIGIT)
@@ -166,13 +166,13 @@ def _grayscale_pixels(image: ImageInput, max_pixels: int) -> np.ndarray:
 def _clean_working_copy(pixels: np.ndarray, paper: float) -> np.ndarray:
     """A clean image (flat ``paper``: a drawing, a rendering) reduced by block means so that its ink spans about
     ``CLEAN_INK_SIDE`` pixels, for ``find_ink``: the digit is fitted to 20 pixels anyway, and a smaller copy costs
-    less. The span leaves out ``SPECKS`` of the ink at each end, so that specks do not change the reduction. uint8
-    pixels are reduced as uint8 (the means rounded), before any float copy of the whole image."""
+    less. The span leaves out ``SPECKS`` of the ink at each end, so that specks do not change the reduction. The
+    uint8 pixels are reduced as they are (the means rounded), before any float copy of the whole image."""
     if max(pixels.shape) < 2 * CLEAN_INK_SIDE:
         return pixels
     ink = pixels != paper
     factor = max(_span(ink.sum(axis=1)), _span(ink.sum(axis=0))) // CLEAN_INK_SIDE
-    return np.asarray(Image.fromarray(pixels).reduce(factor)) if factor > 1 else pixels  # mode "L" or "F"
+    return np.asarray(Image.fromarray(pixels).reduce(factor)) if factor > 1 else pixels  # mode "L"
 
 
 def _span(counts: np.ndarray) -> int:

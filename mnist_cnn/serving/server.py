@@ -118,12 +118,13 @@ async def read_pixels(request: Request, config: ServeConfig, workers: Workers) -
         files = read
     else:
         raise BadRequest(f"Content-Type {kind or '(none)'} is not accepted: {FORMS}", status=415)
-    if len(files) <= INLINE_FILES and sum(len(data) for _, data in files) <= INLINE_FILE_BYTES:
-        # a few small files (a 28 × 28 PNG, the page's drawing): their headers are read at once, and if they claim
-        # few pixels, so are they: a thread costs more than decoding them
-        if claimed_pixels(files, config.max_pixels, config.max_request_pixels) <= INLINE_PIXELS:
-            return file_images(files, config.max_pixels)
-    return await loop.run_in_executor(workers.decoders, checked_images, files, config)
+    if len(files) > INLINE_FILES or sum(len(data) for _, data in files) > INLINE_FILE_BYTES:
+        return await loop.run_in_executor(workers.decoders, checked_images, files, config)
+    # a few small files (a 28 × 28 PNG, the page's drawing): their headers are read at once, and if they claim few
+    # pixels, so are they: a thread costs more than decoding them
+    if claimed_pixels(files, config.max_pixels, config.max_request_pixels) <= INLINE_PIXELS:
+        return file_images(files, config.max_pixels)
+    return await loop.run_in_executor(workers.decoders, file_images, files, config.max_pixels)
 
 
 def checked_images(files: Files, config: ServeConfig) -> np.ndarray:
