@@ -9,6 +9,7 @@ concurrency limit, chunked bodies, concurrent load, SIGTERM, the onnx backend an
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import importlib
@@ -50,6 +51,7 @@ from mnist_cnn.inference.classify import uncertainty_threshold
 from mnist_cnn.inference.predict import predict_images
 from mnist_cnn.preprocess.images import to_mnist
 from mnist_cnn.serving import server as server_module
+from mnist_cnn.serving.batching import SWITCH_INTERVAL_S, DynamicBatcher
 from mnist_cnn.serving.server import create_app
 from mnist_cnn.weights.checkpoints import load_network
 from mnist_cnn.weights.manifest import most_accurate, read_manifest
@@ -133,6 +135,34 @@ def test_health_names_the_most_accurate_shipped_model_and_models_lists_the_manif
     assert models["served"] == best
     listed = [(model["name"], model["test_acc"]) for model in models["models"]]
     assert listed == [(name, manifest[name].test_acc) for name in sorted(manifest)]
+
+
+def test_the_gil_changes_hands_every_200_microseconds_while_the_batcher_runs_and_as_before_after(
+    network: Any, confident_digits: list[Digit]
+) -> None:
+    """The forward thread gets the GIL back from a busy event loop within ``SWITCH_INTERVAL_S``, not Python's
+    5 ms; the process's own interval comes back when the batcher stops."""
+    classifier = load_classifier(network, "torch")
+    digit = confident_digits[0]
+
+    async def serve_one() -> tuple[float, np.ndarray]:
+        batcher = DynamicBatcher(classifier, max_batch=64, wait_s=0)
+        batcher.start()
+        try:
+            return sys.getswitchinterval(), await batcher.probabilities(to_mnist(digit.png)[None])
+        finally:
+            await batcher.stop()
+
+    own = sys.getswitchinterval()
+    sys.setswitchinterval(0.003)  # a value of this test's own, that the batcher must give back
+    try:
+        during, probabilities = asyncio.run(serve_one())
+        after = sys.getswitchinterval()
+    finally:
+        sys.setswitchinterval(own)
+    assert during == pytest.approx(SWITCH_INTERVAL_S) and during < 0.001
+    assert after == pytest.approx(0.003)
+    assert probabilities.argmax() == digit.label
 
 
 def test_no_answer_shows_where_the_checkpoint_is_on_disk(network: Any, tmp_path: Path) -> None:
