@@ -1,5 +1,6 @@
 """The serve page in a real browser: headless Chromium (Debian's chromium and chromium-driver, driven by Selenium)
-draws a test digit on the canvas with real mouse events, drops a PNG file and chooses one, and reads the answers.
+draws a test digit on the canvas with real mouse events (and checks that the page sends it reduced to the size
+the bench sends), drops a PNG file and chooses one, and reads the answers.
 
 A failing test leaves a screenshot of the page and says where. ``MNIST_CNN_SCREENSHOT=<file.png>`` also saves
 the page with the drawn digit and its answer (docs/images/serve-page.png is one).
@@ -7,7 +8,9 @@ the page with the drawn digit and its answer (docs/images/serve-page.png is one)
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -134,6 +137,17 @@ def answer_shown(browser: WebDriver, after: int) -> tuple[str, str, list[str]]:
     return browser.find_element(By.ID, "digit").text, browser.find_element(By.ID, "probability").text, top
 
 
+# keeps the bodies the page POSTs, as it sends them
+RECORD_SENT = """
+window.sentBodies = [];
+const send = window.fetch;
+window.fetch = (url, options) => {
+  if (options && options.body) window.sentBodies.push(options.body);
+  return send(url, options);
+};
+"""
+
+
 def seen_ink(browser: WebDriver) -> int:
     """The sum of the 28×28 image the page shows as what the model saw."""
     return browser.execute_script(
@@ -151,6 +165,7 @@ def test_a_digit_drawn_with_the_mouse_is_read_and_shown(
         WebDriverWait(browser, 30).until(lambda page: "onnx" in page.find_element(By.ID, "model").text)
         pad = browser.find_element(By.ID, "pad")
         assert browser.execute_script("return [arguments[0].clientWidth, arguments[0].clientHeight]", pad) == [PAD, PAD]
+        browser.execute_script(RECORD_SENT)
         actions = ActionChains(browser, duration=5)
         for (x0, y0), (x1, y1) in strokes(drawable.pixels):  # offsets are from the pad's centre
             actions.move_to_element_with_offset(pad, x0 - PAD // 2, y0 - PAD // 2).click_and_hold()
@@ -159,6 +174,8 @@ def test_a_digit_drawn_with_the_mouse_is_read_and_shown(
         digit, probability, top = answer_shown(browser, after=0)
         assert digit == str(drawable.label) and top == [digit]
         assert float(probability.rstrip(" %")) > 90
+        (sent,) = json.loads(browser.execute_script("return window.sentBodies[0];"))["images"]
+        assert Image.open(io.BytesIO(base64.b64decode(sent.partition(",")[2]))).size == (PAD // PAGE_REDUCTION,) * 2
         assert len(browser.find_elements(By.CSS_SELECTOR, "#bars li")) == 10 and seen_ink(browser) > 0
         if os.environ.get("MNIST_CNN_SCREENSHOT"):
             browser.save_screenshot(os.environ["MNIST_CNN_SCREENSHOT"])
