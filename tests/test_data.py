@@ -126,13 +126,14 @@ def test_an_image_array_means_the_same_in_every_form_it_comes_in() -> None:
     [
         (np.full((2, 28, 28), 255.0), False, "float images must hold pixels in 0-1, got values up to 255: divide"),
         (np.full((2, 28, 28), -0.4), False, "pass normalized=True"),
+        (np.where(np.eye(28) > 0, np.nan, 0.5)[None], False, "got 28 NaN pixels: fill them (with 0 for no ink)"),
         (np.full((2, 28, 28), 300), False, "integer images must hold pixels in 0-255"),
         (np.zeros((2, 28, 28), bool), False, "got dtype torch.bool"),
         (np.zeros((2, 28, 28), np.uint8), True, "normalized=True takes float images"),
         (np.zeros((2, 32, 32), np.uint8), False, "(N, 28, 28), (N, 1, 28, 28) or (N, 28, 28, 1)"),
         (np.zeros((0, 28, 28), np.uint8), False, "with N >= 1, got (0, 28, 28)"),
     ],
-    ids=["float-0-255", "negative", "int-300", "bool", "normalized-uint8", "32x32", "empty"],
+    ids=["float-0-255", "negative", "nan", "int-300", "bool", "normalized-uint8", "32x32", "empty"],
 )
 def test_an_image_array_that_fits_no_rule_is_refused_saying_which(
     images: np.ndarray, normalized: bool, message: str

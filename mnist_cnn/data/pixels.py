@@ -8,6 +8,7 @@ Images come as (N, 28, 28), (N, 1, 28, 28) or Keras' (N, 28, 28, 1), numpy or to
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -150,6 +151,11 @@ def checked_pixels(pixels: torch.Tensor) -> torch.Tensor:
         if low < 0 or high > 255:
             raise ValueError(f"integer images must hold pixels in 0-255, got values from {low} to {high}")
         return pixels if pixels.dtype == torch.uint8 else pixels.to(torch.uint8)
+    if math.isnan(low):  # the minimum of floats is NaN if any of them is
+        raise ValueError(
+            f"float images must hold pixels in 0-1, got {int(pixels.isnan().sum()):,} NaN pixels: fill them "
+            "(with 0 for no ink) before passing the images"
+        )
     if low < 0:
         raise ValueError(
             f"float images must hold pixels in 0-1, got values from {low:.3g} to {high:.3g}: if they are already "
