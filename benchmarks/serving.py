@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import importlib.resources
 import io
 import json
 import os
@@ -39,7 +40,7 @@ BATCHING = {"on": 64, "off": 1}  # max_batch_size
 API_KEY_VARIABLE = "MNIST_CNN_API_KEY"  # conf/serve.yaml's api_key
 CONCURRENCY = 32
 INPUTS = ("png28", "canvas", "canvas280")  # a 28×28 PNG file; the page's drawing as it sends it; the whole canvas
-PAGE_JS = Path(__file__).resolve().parents[1] / "mnist_cnn" / "serving" / "static" / "page.js"
+PAGE_JS = importlib.resources.files("mnist_cnn") / "serving" / "static" / "page.js"  # as the server sends it
 CANVAS_SIDE = 280  # the page's canvas
 # how many times the page reduces its canvas before sending it (to SENT_SIDE pixels a side)
 PAGE_REDUCTION = CANVAS_SIDE // int(re.search(r"const SENT_SIDE = (\d+);", PAGE_JS.read_text()).group(1))
