@@ -241,3 +241,12 @@ def test_a_clean_drawing_reads_as_the_same_digit_as_through_the_paper_fit(confid
     assert predict_images(network, np.stack(clean)).labels.tolist() == labels
     assert predict_images(network, np.stack(fitted)).labels.tolist() == labels
     assert np.abs(np.stack(clean).astype(int) - np.stack(fitted)).mean() < 8  # of 255, as a photo of it
+
+
+def test_a_16_bit_grey_png_is_read_as_the_same_picture_in_8_bits(confident_digits: list) -> None:
+    """A scanner's 16-bit grey PNG (every level times 257) gives the grey levels, and the digit, of its 8-bit copy."""
+    page = np.asarray(Image.open(io.BytesIO(confident_digits[0].png)).convert("L"))
+    sixteen_bit = _encoded(Image.fromarray(page.astype(np.uint16) * 257))
+    assert Image.open(io.BytesIO(sixteen_bit)).mode == "I;16"
+    np.testing.assert_array_equal(np.asarray(open_grayscale(sixteen_bit)), page)
+    np.testing.assert_array_equal(to_mnist(sixteen_bit), to_mnist(_encoded(Image.fromarray(page))))

@@ -63,7 +63,7 @@ def open_grayscale(source: str | os.PathLike[str] | bytes, max_pixels: int = MAX
             image.draft("L", (WORKING_SIDE, WORKING_SIDE))  # JPEG: grey, and scaled down, straight from the decoder
             image.thumbnail((WORKING_SIDE, WORKING_SIDE))
             ImageOps.exif_transpose(image, in_place=True)  # phone photos store their rotation in EXIF
-            return flatten_alpha(image).convert("L")
+            return flatten_alpha(eight_bit(image)).convert("L")
         except Exception as error:  # noqa: BLE001  (a malformed file makes decoders raise nearly anything)
             raise ImageError(
                 f"not a readable image file: its pixels cannot be decoded ({type(error).__name__})"
@@ -99,6 +99,15 @@ def check_digit_size(width: int, height: int, scale: float = 1.0) -> None:
         raise ImageError(
             f"the image is {width:,} × {height:,} pixels: a digit needs at least {MIN_SIDE} pixels a side{reduced}"
         )
+
+
+def eight_bit(image: Image.Image) -> Image.Image:
+    """A 16-bit grey image (a PNG: Pillow's mode I;16, or I) scaled to 8 bits; Pillow's ``convert("L")`` would
+    clip every level above 255 to white instead."""
+    if image.mode not in ("I;16", "I;16B", "I;16L", "I"):
+        return image
+    levels = np.asarray(image).astype(np.float32) / 257  # 65535 → 255
+    return Image.fromarray(np.clip(np.round(levels), 0, 255).astype(np.uint8))
 
 
 def flatten_alpha(image: Image.Image) -> Image.Image:
