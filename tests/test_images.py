@@ -185,10 +185,17 @@ def test_strokes_keep_their_grey_levels() -> None:
     assert black == 255 and 110 < pencil < 145
 
 
-def test_a_page_of_noise_alone_is_refused() -> None:
-    noise = np.clip(np.random.default_rng(0).normal(170, 15, (240, 320)), 0, 255).astype(np.uint8)
-    with pytest.raises(ValueError, match="no digit"):
-        to_mnist(noise)
+NOISE = {
+    "page": np.clip(np.random.default_rng(0).normal(170, 15, (240, 320)), 0, 255).astype(np.uint8),
+    # a long strip: the paper's fit samples one row of it, which leaves some of its terms undetermined
+    "strip": np.random.default_rng(0).integers(0, 256, (16, 1024)).astype(np.uint8),
+}
+
+
+@pytest.mark.parametrize("kind", NOISE)
+def test_a_page_of_noise_alone_is_refused(kind: str) -> None:
+    with pytest.raises(ValueError, match="the image holds no digit: it is blank or has no contrast"):
+        to_mnist(_encoded(Image.fromarray(NOISE[kind])))
 
 
 def test_otsu_splits_two_levels_between_them() -> None:

@@ -82,7 +82,9 @@ def paper_surface(pixels: np.ndarray) -> tuple[np.ndarray, float]:
             break  # too few pixels left to fit, or the same pixels as last round: the fit would not change
         kept_before = keep
         kept = design[keep]
-        coefficients = np.linalg.solve(kept.T @ kept, kept.T @ sample[keep])  # least squares, 6 unknowns
+        # least squares, 6 unknowns; lstsq, not solve: the kept pixels may span one row (an image 16 pixels tall
+        # is sampled on one), which leaves some terms undetermined: they get 0
+        coefficients = np.linalg.lstsq(kept.T @ kept, kept.T @ sample[keep], rcond=None)[0]
         noise = _spread(sample[keep] - design[keep] @ coefficients)
     rows = (np.arange(height, dtype=np.float32) / height - 0.5)[:, None]
     cols = (np.arange(width, dtype=np.float32) / width - 0.5)[None, :]
