@@ -41,9 +41,8 @@ API_KEY_VARIABLE = "MNIST_CNN_API_KEY"  # conf/serve.yaml's api_key
 CONCURRENCY = 32
 INPUTS = ("png28", "canvas", "canvas280")  # a 28×28 PNG file; the page's drawing as it sends it; the whole canvas
 PAGE_JS = importlib.resources.files("mnist_cnn") / "serving" / "static" / "page.js"  # as the server sends it
-CANVAS_SIDE = 280  # the page's canvas
-# how many times the page reduces its canvas before sending it (to SENT_SIDE pixels a side)
-PAGE_REDUCTION = CANVAS_SIDE // int(re.search(r"const SENT_SIDE = (\d+);", PAGE_JS.read_text()).group(1))
+# the page sends its drawing reduced to this many pixels a side
+SENT_SIDE = int(re.search(r"const SENT_SIDE = (\d+);", PAGE_JS.read_text()).group(1))
 
 
 @dataclass
@@ -115,13 +114,14 @@ def png_upload(png: bytes) -> Payload:
     return Payload("multipart/form-data; boundary=bench", head + b"\r\n\r\n" + png + b"\r\n--bench--\r\n")
 
 
-def canvas_drawing(png: bytes, reduction: int = 1) -> Payload:
-    """A PNG of dark ink on white, as the page sends its canvas: reduced ``reduction`` times (box means,
-    approximating the browser's smoothing), an RGBA PNG in a data URL, in JSON."""
+def canvas_drawing(png: bytes, side: int | None = None) -> Payload:
+    """A PNG of dark ink on white, as the page sends its canvas: reduced to ``side`` pixels a side (box means,
+    approximating the browser's smoothing; None: as it is), an RGBA PNG in a data URL, in JSON."""
     from PIL import Image
 
     buffer = io.BytesIO()
-    Image.open(io.BytesIO(png)).convert("RGBA").reduce(reduction).save(buffer, "PNG")
+    image = Image.open(io.BytesIO(png)).convert("RGBA")
+    image.reduce(image.width // (side or image.width)).save(buffer, "PNG")
     data_url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
     return Payload("application/json", json.dumps({"images": [data_url]}).encode())
 
@@ -142,7 +142,7 @@ def payloads(root: str | None, count: int) -> dict[str, list[Payload]]:
     drawings = [paper_png(digit) for digit in digits]
     return {
         "png28": small,
-        "canvas": [canvas_drawing(drawing, PAGE_REDUCTION) for drawing in drawings],
+        "canvas": [canvas_drawing(drawing, SENT_SIDE) for drawing in drawings],
         "canvas280": [canvas_drawing(drawing) for drawing in drawings],
     }
 

@@ -27,7 +27,7 @@ pytest.importorskip("selenium", reason="the dev extra is not installed")
 from conftest import Digit
 from PIL import Image, ImageDraw
 
-from benchmarks.serving import PAGE_REDUCTION, Server, running_server
+from benchmarks.serving import SENT_SIDE, Server, running_server
 from mnist_cnn.inference.predict import predict_images
 from mnist_cnn.weights.checkpoints import load_network
 from mnist_cnn.weights.manifest import most_accurate
@@ -113,7 +113,7 @@ def drawable(confident_digits: list[Digit]) -> Digit:
     the page sends it."""
     network = load_network(resolve_checkpoint(most_accurate()))
     for digit in confident_digits:
-        answer = predict_images(network, as_drawn(digit.pixels).reduce(PAGE_REDUCTION))
+        answer = predict_images(network, as_drawn(digit.pixels).reduce(PAD // SENT_SIDE))
         if answer.labels[0] == digit.label and answer.probabilities[0].max() > 0.99:
             return digit
     pytest.fail("no test digit survives being redrawn as strokes")
@@ -175,7 +175,7 @@ def test_a_digit_drawn_with_the_mouse_is_read_and_shown(
         assert digit == str(drawable.label) and top == [digit]
         assert float(probability.rstrip(" %")) > 90
         (sent,) = json.loads(browser.execute_script("return window.sentBodies[0];"))["images"]
-        assert Image.open(io.BytesIO(base64.b64decode(sent.partition(",")[2]))).size == (PAD // PAGE_REDUCTION,) * 2
+        assert Image.open(io.BytesIO(base64.b64decode(sent.partition(",")[2]))).size == (SENT_SIDE, SENT_SIDE)
         assert len(browser.find_elements(By.CSS_SELECTOR, "#bars li")) == 10 and seen_ink(browser) > 0
         if os.environ.get("MNIST_CNN_SCREENSHOT"):
             browser.save_screenshot(os.environ["MNIST_CNN_SCREENSHOT"])
